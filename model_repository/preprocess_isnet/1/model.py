@@ -1,0 +1,35 @@
+"""Triton adapter for the preprocess step (package data, copied by `rmbg build-repo` into <repo>/preprocess_<model>/1/model.py)."""
+
+import json
+
+import numpy as np
+import triton_python_backend_utils as pb
+
+from rmbg_backend import steps
+from rmbg_backend.decode import Limits
+from rmbg_backend.spec import ModelSpec
+from rmbg_backend.triton_glue import bytes_input, json_tensor, model_parameters, respond_each
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        params = model_parameters(args)
+        spec = json.loads(params["spec"])
+        self.spec = ModelSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
+        self.limits = Limits(**json.loads(params.get("limits", "{}")))
+
+    def _handle(self, request):
+        prepared = steps.preprocess(
+            bytes_input(pb, request, "IMAGE"),
+            bytes_input(pb, request, "OPTIONS", required=False),
+            self.spec,
+            self.limits,
+        )
+        return [
+            pb.Tensor("input", prepared.model_input[np.newaxis]),
+            pb.Tensor("PIXELS", prepared.pixels[np.newaxis]),
+            json_tensor(pb, "META", prepared.meta),
+        ]
+
+    def execute(self, requests):
+        return respond_each(pb, requests, "preprocess", self._handle)

@@ -1,0 +1,122 @@
+"""OPTIONS JSON: the hosted APIs' ``settings`` names, validated strictly.
+
+Unknown keys and out-of-range values are errors (a typo must not silently give a PNG when
+the caller asked for a WEBP). The parsed form is a frozen dataclass so every later step
+sees one normalised value per option.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from rmbg_backend.errors import RequestError
+
+OUTPUT_FORMATS = ("PNG", "WEBP", "JPG")
+_FORMAT_ALIASES = {"PNG": "PNG", "WEBP": "WEBP", "JPG": "JPG", "JPEG": "JPG"}
+
+
+@dataclass(frozen=True)
+class Options:
+    outputFormat: str = "PNG"
+    outputQuality: int = 95
+    returnOnlyMask: bool = False
+    rgba: tuple[int, int, int, int] | None = None
+    alphaMatting: bool = False
+    alphaMattingForegroundThreshold: int = 240
+    alphaMattingBackgroundThreshold: int = 10
+    alphaMattingErodeSize: int = 10
+    postProcessMask: bool = False
+    preserveAlpha: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> Options:
+        """Rebuild options already validated upstream (the step-to-step META hand-off)."""
+        data = json.loads(text)
+        if data.get("rgba") is not None:
+            data["rgba"] = tuple(data["rgba"])
+        return cls(**data)
+
+
+_INT_RANGES: dict[str, tuple[int, int]] = {
+    "outputQuality": (20, 99),
+    "alphaMattingForegroundThreshold": (1, 255),
+    "alphaMattingBackgroundThreshold": (1, 255),
+    "alphaMattingErodeSize": (1, 255),
+}
+_BOOLS = ("returnOnlyMask", "alphaMatting", "postProcessMask", "preserveAlpha")
+ALLOWED_KEYS = ("outputFormat", "rgba", *_INT_RANGES, *_BOOLS)
+
+
+def _int_in_range(key: str, value: Any) -> int:
+    lo, hi = _INT_RANGES[key]
+    # bool is an int subclass: True must not pass as quality 1.
+    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+        raise RequestError(key, f"must be an integer in {lo}..{hi}, got {value!r}")
+    if not lo <= int(value) <= hi:
+        raise RequestError(key, f"must be in {lo}..{hi}, got {value!r}")
+    return int(value)
+
+
+def _rgba(value: Any) -> tuple[int, int, int, int]:
+    if not isinstance(value, list | tuple) or len(value) != 4:
+        raise RequestError(
+            "rgba", f"must be a list of 4 integers [r, g, b, a], each 0..255, got {value!r}"
+        )
+    out = []
+    for channel, v in zip("rgba", value, strict=True):
+        if isinstance(v, bool) or not isinstance(v, int | float) or int(v) != v:
+            raise RequestError("rgba", f"{channel} must be an integer 0..255, got {v!r}")
+        if not 0 <= int(v) <= 255:
+            raise RequestError("rgba", f"{channel} must be in 0..255, got {v!r}")
+        out.append(int(v))
+    return (out[0], out[1], out[2], out[3])
+
+
+def parse_options(raw: bytes | str | None) -> Options:
+    """Parse and validate the OPTIONS tensor; empty or missing means all defaults."""
+    if raw is None:
+        return Options()
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RequestError("OPTIONS", f"must be UTF-8 JSON text ({exc.reason})") from None
+    if not raw.strip():
+        return Options()
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise RequestError(
+            "OPTIONS", f"is not valid JSON ({exc.msg} at char {exc.pos}); send an object such as {{}}"
+        ) from None
+    if not isinstance(data, dict):
+        raise RequestError("OPTIONS", f"must be a JSON object, got {type(data).__name__}")
+    unknown = sorted(set(data) - set(ALLOWED_KEYS))
+    if unknown:
+        raise RequestError(
+            unknown[0], f"unknown option; allowed keys are {', '.join(ALLOWED_KEYS)}"
+        )
+    values: dict[str, Any] = {}
+    if "outputFormat" in data:
+        fmt = data["outputFormat"]
+        if not isinstance(fmt, str) or fmt.upper() not in _FORMAT_ALIASES:
+            raise RequestError(
+                "outputFormat", f"must be one of {', '.join(OUTPUT_FORMATS)}, got {fmt!r}"
+            )
+        values["outputFormat"] = _FORMAT_ALIASES[fmt.upper()]
+    for key in _INT_RANGES:
+        if key in data:
+            values[key] = _int_in_range(key, data[key])
+    for key in _BOOLS:
+        if key in data:
+            if not isinstance(data[key], bool):
+                raise RequestError(key, f"must be true or false, got {data[key]!r}")
+            values[key] = data[key]
+    if data.get("rgba") is not None:
+        values["rgba"] = _rgba(data["rgba"])
+    return Options(**values)

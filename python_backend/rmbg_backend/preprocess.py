@@ -1,0 +1,28 @@
+"""Model input from decoded pixels: bilinear resize (half-pixel, no antialias) + normalise."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from rmbg_backend.spec import ModelSpec
+
+cv2.setNumThreads(1)  # each Triton instance is one process; OpenCV's pool would oversubscribe
+
+
+def resize_bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear with align_corners=False semantics (what F.interpolate and ONNX half_pixel do)."""
+    if image.shape[0] == height and image.shape[1] == width:
+        return image
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def to_model_input(rgb: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """RGB uint8 HxWx3 -> float32 3 x spec.height x spec.width, ``(x/255 - mean) / std``."""
+    resized = resize_bilinear(rgb, spec.height, spec.width)
+    scale = np.asarray([1.0 / (255.0 * s) for s in spec.std], dtype=np.float32)
+    shift = np.asarray([m / s for m, s in zip(spec.mean, spec.std, strict=True)], dtype=np.float32)
+    out = resized.astype(np.float32)
+    out *= scale
+    out -= shift
+    return np.ascontiguousarray(out.transpose(2, 0, 1))

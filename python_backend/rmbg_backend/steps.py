@@ -1,0 +1,105 @@
+"""The two request-level steps the ensemble runs around the segmentation engine.
+
+Each returns plain arrays/bytes plus a META dict that travels between the steps as JSON, so
+the Triton adapters only unpack and pack tensors. Timings are wall-clock milliseconds;
+``model_ms`` spans preprocess end to postprocess start (engine, batching queue and the
+ensemble's tensor hand-offs), the same on every target.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from rmbg_backend.compose import compose
+from rmbg_backend.decode import DecodedImage, Limits, decode_image
+from rmbg_backend.encode import encode
+from rmbg_backend.mask import mask_to_alpha, post_process_mask
+from rmbg_backend.options import Options, parse_options
+from rmbg_backend.preprocess import to_model_input
+from rmbg_backend.spec import ModelSpec
+
+
+def _ms(t0: float) -> float:
+    return round((time.perf_counter() - t0) * 1000.0, 3)
+
+
+@dataclass
+class Prepared:
+    model_input: np.ndarray  # 3 x H x W float32
+    pixels: np.ndarray  # H x W x 3 (or x 4 with the input's alpha) uint8
+    meta: dict[str, Any]
+
+
+def preprocess(image_bytes: bytes, options_raw: bytes | None, spec: ModelSpec,
+               limits: Limits = Limits()) -> Prepared:
+    """Validate OPTIONS first (cheap), then decode and build the model input."""
+    options = parse_options(options_raw)
+    t0 = time.perf_counter()
+    image = decode_image(image_bytes, limits=limits)
+    decode_ms = _ms(t0)
+    t1 = time.perf_counter()
+    model_input = to_model_input(image.rgb, spec)
+    pixels = image.rgb if image.alpha is None else np.dstack([image.rgb, image.alpha])
+    meta = {
+        "width": image.width,
+        "height": image.height,
+        "format": image.format,
+        "options": json.loads(options.to_json()),
+        "icc": base64.b64encode(image.icc_profile).decode() if image.icc_profile else None,
+        "timings": {"decode_ms": decode_ms, "preprocess_ms": _ms(t1)},
+        "preprocess_end": time.time(),
+    }
+    return Prepared(model_input, np.ascontiguousarray(pixels), meta)
+
+
+def unpack_pixels(pixels: np.ndarray, meta: dict[str, Any]) -> DecodedImage:
+    icc = base64.b64decode(meta["icc"]) if meta.get("icc") else None
+    alpha = np.ascontiguousarray(pixels[:, :, 3]) if pixels.shape[2] == 4 else None
+    return DecodedImage(np.ascontiguousarray(pixels[:, :, :3]), alpha, meta["format"], icc)
+
+
+def postprocess(mask: np.ndarray, pixels: np.ndarray, meta: dict[str, Any], spec: ModelSpec,
+                background_bytes: bytes | None = None, limits: Limits = Limits()
+                ) -> tuple[bytes, dict[str, Any]]:
+    """Mask -> alpha at the original size -> options -> encoded image and the INFO dict."""
+    t0 = time.perf_counter()
+    timings = dict(meta["timings"])
+    timings["model_ms"] = round((time.time() - meta["preprocess_end"]) * 1000.0, 3)
+    options = Options.from_json(json.dumps(meta["options"]))
+    image = unpack_pixels(pixels, meta)
+    background = None
+    if background_bytes is not None and not options.returnOnlyMask:
+        background = decode_image(background_bytes, field="BACKGROUND", limits=limits)
+    alpha = mask_to_alpha(mask, image.height, image.width, spec.mask_normalization)
+    if options.postProcessMask:
+        alpha = post_process_mask(alpha)
+    foreground = None
+    if options.alphaMatting:
+        from rmbg_backend.matting import alpha_matting  # heavier import, only when asked
+
+        alpha, foreground = alpha_matting(
+            image.rgb, alpha,
+            fg_threshold=options.alphaMattingForegroundThreshold,
+            bg_threshold=options.alphaMattingBackgroundThreshold,
+            erode_size=options.alphaMattingErodeSize,
+        )
+    pixels_out, mode = compose(image, alpha, options, background, foreground)
+    timings["postprocess_ms"] = _ms(t0)
+    t1 = time.perf_counter()
+    data, content_type = encode(pixels_out, mode, options.outputFormat, options.outputQuality,
+                                image.icc_profile)
+    timings["encode_ms"] = _ms(t1)
+    info = {
+        "width": image.width,
+        "height": image.height,
+        "contentType": content_type,
+        "model": spec.name,
+        "timings": timings,
+    }
+    return data, info

@@ -1,0 +1,66 @@
+"""Helpers shared by the model.py adapters.
+
+The ``pb`` argument is the ``triton_python_backend_utils`` module, passed in by the adapter,
+so this library never imports it (it only exists inside the stub) and stays testable.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from rmbg_backend.errors import RequestError
+
+
+def model_parameters(args: dict[str, str]) -> dict[str, str]:
+    config = json.loads(args["model_config"])
+    return {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+
+
+def bytes_input(pb: Any, request: Any, name: str, required: bool = True) -> bytes | None:
+    """The single BYTES element of a [1, 1] input, or None for a missing optional input."""
+    tensor = pb.get_input_tensor_by_name(request, name)
+    if tensor is None:
+        if required:
+            raise RequestError(name, "is required")
+        return None
+    arr = tensor.as_numpy()
+    if arr.size != 1:
+        raise RequestError(name, f"must hold exactly one element per request, got shape {arr.shape}")
+    value = arr.reshape(-1)[0]
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
+def bytes_tensor(pb: Any, name: str, value: bytes | str) -> Any:
+    data = value.encode() if isinstance(value, str) else value
+    return pb.Tensor(name, np.array([[data]], dtype=np.object_))
+
+
+def json_tensor(pb: Any, name: str, value: dict[str, Any]) -> Any:
+    return bytes_tensor(pb, name, json.dumps(value, separators=(",", ":")))
+
+
+def error_response(pb: Any, exc: BaseException, step: str) -> Any:
+    """A RequestError is the client's fault (INVALID_ARG); anything else is ours (INTERNAL)."""
+    if isinstance(exc, RequestError):
+        return pb.InferenceResponse(error=pb.TritonError(str(exc), pb.TritonError.INVALID_ARG))
+    detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    return pb.InferenceResponse(
+        error=pb.TritonError(f"{step} failed: {detail}", pb.TritonError.INTERNAL)
+    )
+
+
+def respond_each(pb: Any, requests: list[Any], step: str,
+                 handle: Callable[[Any], list[Any]]) -> list[Any]:
+    """Run ``handle`` per request; a failure becomes that request's error, never the batch's."""
+    responses = []
+    for request in requests:
+        try:
+            responses.append(pb.InferenceResponse(output_tensors=handle(request)))
+        except Exception as exc:  # noqa: BLE001 - raising from execute() fails the whole batch
+            responses.append(error_response(pb, exc, step))
+    return responses

@@ -1,0 +1,33 @@
+"""Triton adapter for the postprocess step (package data, copied by `rmbg build-repo` into <repo>/postprocess_<model>/1/model.py)."""
+
+import json
+
+import triton_python_backend_utils as pb
+
+from rmbg_backend import steps
+from rmbg_backend.decode import Limits
+from rmbg_backend.spec import ModelSpec
+from rmbg_backend.triton_glue import bytes_input, bytes_tensor, json_tensor, model_parameters, respond_each
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        params = model_parameters(args)
+        spec = json.loads(params["spec"])
+        self.spec = ModelSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
+        self.limits = Limits(**json.loads(params.get("limits", "{}")))
+
+    def _handle(self, request):
+        meta = json.loads(bytes_input(pb, request, "META"))
+        data, info = steps.postprocess(
+            pb.get_input_tensor_by_name(request, "mask").as_numpy()[0],
+            pb.get_input_tensor_by_name(request, "PIXELS").as_numpy()[0],
+            meta,
+            self.spec,
+            bytes_input(pb, request, "BACKGROUND", required=False),
+            self.limits,
+        )
+        return [bytes_tensor(pb, "IMAGE_OUT", data), json_tensor(pb, "INFO", info)]
+
+    def execute(self, requests):
+        return respond_each(pb, requests, "postprocess", self._handle)

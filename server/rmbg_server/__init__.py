@@ -1,0 +1,1 @@
+"""Launch and supervise a Triton server for the rmbg model repository."""

@@ -1,0 +1,235 @@
+"""Start Triton on this machine: the NGC container's ``tritonserver`` or the one in nvidia-pytriton.
+
+Measured facts this module encodes (see DESIGN.md section 3): the Python-backend stub must sit
+in ``backends/python/`` and match the running Python; it finds site-packages from the first
+``python3`` on PATH (so the venv's ``bin`` goes first); copied out of the wheel it needs the
+wheel's bundled libraries on LD_LIBRARY_PATH; it links against the system ``libpythonX.Y``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class LaunchError(RuntimeError):
+    """The server could not be started; the message says what to install or change."""
+
+
+@dataclass(frozen=True)
+class TritonInstall:
+    binary: Path
+    backend_dir: Path | None  # None: the binary's default (NGC: /opt/tritonserver/backends)
+    library_dirs: tuple[Path, ...] = ()
+
+
+def _python_tag() -> str:
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def _state_dir() -> Path:
+    base = os.environ.get("RMBG_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "rmbg")
+    path = Path(base) / "triton"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def check_libpython(stub: Path) -> None:
+    """The stub links the system libpython; name the package when it is missing."""
+    try:
+        out = subprocess.run(["ldd", str(stub)], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return  # no ldd: let the server report it
+    for line in out.splitlines():
+        if "libpython" in line and "not found" in line:
+            lib = line.split()[0]
+            tag = _python_tag()
+            raise LaunchError(
+                f"{lib} is missing: the Triton Python-backend stub needs the shared Python "
+                f"library. Install it with 'apt-get install libpython{tag}' (Debian/Ubuntu) "
+                f"or 'dnf install python{tag.replace('.', '')}-libs' (RHEL/Fedora)."
+            )
+
+
+def find_triton() -> TritonInstall:
+    """``tritonserver`` on PATH (NGC container) wins; else the server inside nvidia-pytriton."""
+    on_path = shutil.which("tritonserver")
+    if on_path:
+        return TritonInstall(Path(on_path), None)
+    try:
+        import pytriton
+    except ImportError:
+        raise LaunchError(
+            "no tritonserver on PATH and nvidia-pytriton is not installed: "
+            "pip install 'rmbg-triton[server]' (or run inside the NGC tritonserver container)"
+        ) from None
+    root = Path(pytriton.__file__).parent / "tritonserver"
+    stub = root / "python_backend_stubs" / _python_tag() / "triton_python_backend_stub"
+    if not stub.exists():
+        raise LaunchError(f"nvidia-pytriton has no Python-backend stub for Python {_python_tag()} ({stub})")
+    check_libpython(stub)
+    # Copy the Python backend next to the stub for this Python (the wheel keeps them apart).
+    backends = _state_dir() / f"backends-py{_python_tag()}"
+    python_backend = backends / "python"
+    src = root / "backends" / "python"
+    marker = python_backend / ".source"
+    source_id = f"{src}:{stub.stat().st_mtime_ns}"
+    if not marker.exists() or marker.read_text() != source_id:
+        shutil.rmtree(python_backend, ignore_errors=True)
+        shutil.copytree(src, python_backend, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy2(stub, python_backend / "triton_python_backend_stub")
+        marker.write_text(source_id)
+    libs = root.parent.parent / "nvidia_pytriton.libs"
+    return TritonInstall(root / "bin" / "tritonserver", backends, (libs,) if libs.is_dir() else ())
+
+
+@dataclass
+class ServerConfig:
+    model_repository: Path
+    host: str = "127.0.0.1"
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    log_verbose: int = 0
+    # Python-backend shared memory: start big enough for a 50-megapixel RGBA hand-off.
+    shm_default_bytes: int = 64 * 1024 * 1024
+    shm_growth_bytes: int = 64 * 1024 * 1024
+    extra_args: list[str] = field(default_factory=list)
+
+
+def server_command(install: TritonInstall, cfg: ServerConfig) -> list[str]:
+    cmd = [
+        str(install.binary),
+        f"--model-repository={cfg.model_repository.resolve()}",
+        "--model-control-mode=explicit",
+        "--load-model=*",
+        f"--http-address={cfg.host}", f"--http-port={cfg.http_port}",
+        f"--grpc-address={cfg.host}", f"--grpc-port={cfg.grpc_port}",
+        f"--metrics-address={cfg.host}", f"--metrics-port={cfg.metrics_port}",
+        "--allow-gpu-metrics=false",
+        f"--log-verbose={cfg.log_verbose}",
+        "--exit-timeout-secs=15",
+        f"--backend-config=python,shm-default-byte-size={cfg.shm_default_bytes}",
+        f"--backend-config=python,shm-growth-byte-size={cfg.shm_growth_bytes}",
+        "--backend-config=python,stub-timeout-seconds=60",
+    ]
+    if install.backend_dir is not None:
+        cmd.append(f"--backend-directory={install.backend_dir}")
+    return cmd + cfg.extra_args
+
+
+def server_env(install: TritonInstall) -> dict[str, str]:
+    env = dict(os.environ)
+    venv_bin = str(Path(sys.executable).parent)
+    env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
+    if install.library_dirs:
+        extra = os.pathsep.join(str(p) for p in install.library_dirs)
+        env["LD_LIBRARY_PATH"] = extra + (os.pathsep + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else "")
+    return env
+
+
+def http_json(url: str, method: str = "GET", timeout: float = 5.0) -> tuple[int, dict]:
+    req = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            body = resp.read()
+            return resp.status, json.loads(body) if body else {}
+    except urllib.error.HTTPError as exc:
+        body = exc.read()
+        try:
+            return exc.code, json.loads(body)
+        except ValueError:
+            return exc.code, {"error": body.decode(errors="replace")}
+
+
+class TritonServer:
+    """A supervised tritonserver process: start, wait until ready, reload models, stop."""
+
+    def __init__(self, cfg: ServerConfig, log_file: Path | None = None) -> None:
+        repo = cfg.model_repository
+        if not repo.is_dir() or not any(repo.glob("*/config.pbtxt")):
+            raise LaunchError(
+                f"model repository {repo} has no models; build one first: "
+                "rmbg build-repo --model isnet --weights imgly-isnet"
+            )
+        self.cfg = cfg
+        self.install = find_triton()
+        self.log_file = log_file
+        self.process: subprocess.Popen | None = None
+        self._log_handle = None
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.cfg.host}:{self.cfg.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.cfg.host}:{self.cfg.grpc_port}"
+
+    def start(self, timeout: float = 120.0) -> None:
+        cmd = server_command(self.install, self.cfg)
+        if self.log_file is not None:
+            self._log_handle = self.log_file.open("ab")
+        self.process = subprocess.Popen(
+            cmd, env=server_env(self.install), stdout=self._log_handle, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                where = f"; see {self.log_file}" if self.log_file else ""
+                raise LaunchError(f"tritonserver exited with code {self.process.returncode} during start-up{where}")
+            try:
+                status, _ = http_json(f"{self.http_url}/v2/health/ready", timeout=2)
+                if status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.25)
+        self.stop()
+        raise LaunchError(f"tritonserver not ready after {timeout:.0f} s")
+
+    def models(self) -> list[dict]:
+        _, index = http_json(f"{self.http_url}/v2/repository/index", method="POST")
+        return index if isinstance(index, list) else []
+
+    def reload(self, model: str) -> None:
+        """Unload then load: recovers a model whose stub process died (about 1.5 s)."""
+        http_json(f"{self.http_url}/v2/repository/models/{model}/unload", method="POST", timeout=60)
+        status, body = http_json(f"{self.http_url}/v2/repository/models/{model}/load", method="POST", timeout=120)
+        if status != 200:
+            raise LaunchError(f"reloading {model} failed: {body}")
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)  # Triton drains in-flight requests on SIGINT
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        if self._log_handle:
+            self._log_handle.close()
+        return self.process.returncode
+
+    def __enter__(self) -> TritonServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,75 @@
+"""Restart models whose Python-backend stub died.
+
+Measured here: Triton 2.51 does not restart a dead stub; the model stays READY and every
+later request fails ("Stub process ... is not healthy"). We find each model's stubs in
+/proc (argv[1] is ``<repo>/<model>/<version>/model.py``) and unload/load a model as soon as
+one of its stubs is gone or a zombie.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+def _stub_processes(server_pid: int, repo: Path) -> dict[int, str]:
+    """pid -> model name for every live stub that is a child of ``server_pid``."""
+    found: dict[int, str] = {}
+    repo = repo.resolve()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+            # fields after the ")" of comm: state ppid ...
+            state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+            if int(ppid) != server_pid or state in ("Z", "X"):
+                continue
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if len(argv) < 2 or not argv[0].endswith(b"triton_python_backend_stub"):
+            continue
+        model_py = Path(argv[1].decode(errors="replace"))
+        try:
+            model = model_py.relative_to(repo).parts[0]
+        except ValueError:
+            continue
+        found[int(proc.name)] = model
+    return found
+
+
+class StubWatchdog(threading.Thread):
+    """Polls every ``interval`` seconds; calls ``reload(model)`` when a stub vanished."""
+
+    def __init__(self, server_pid: int, repo: Path, reload: Callable[[str], None],
+                 interval: float = 1.0, log: Callable[[str], None] = print) -> None:
+        super().__init__(name="rmbg-stub-watchdog", daemon=True)
+        self.server_pid = server_pid
+        self.repo = repo
+        self.reload = reload
+        self.interval = interval
+        self.log = log
+        self.restarts: list[tuple[float, str]] = []
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        known = _stub_processes(self.server_pid, self.repo)
+        while not self._stop.wait(self.interval):
+            current = _stub_processes(self.server_pid, self.repo)
+            dead_models = sorted({m for pid, m in known.items() if pid not in current})
+            for model in dead_models:
+                t0 = time.monotonic()
+                self.log(f"watchdog: a stub of model {model!r} died; reloading it")
+                try:
+                    self.reload(model)
+                    self.restarts.append((time.time(), model))
+                    self.log(f"watchdog: {model!r} reloaded in {time.monotonic() - t0:.1f} s")
+                except Exception as exc:  # noqa: BLE001 - keep watching the others
+                    self.log(f"watchdog: reloading {model!r} failed: {exc}")
+            known = _stub_processes(self.server_pid, self.repo) if dead_models else current
+
+    def stop(self) -> None:
+        self._stop.set()
