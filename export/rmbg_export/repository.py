@@ -8,6 +8,7 @@ same on every target, so the ensemble is unchanged between CPU and GPU deploymen
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import asdict
 from importlib import resources
@@ -185,8 +186,12 @@ def write_repository(
         written.append(d / "1" / "model.py")
     engine_name = "model.plan" if target == "gpu-trt" else "model.onnx"
     dest = d / "1" / engine_name
-    if engine_file.resolve() != dest.resolve():
-        shutil.copyfile(engine_file, dest)
+    if not dest.exists() or engine_file.resolve() != dest.resolve():
+        dest.unlink(missing_ok=True)
+        try:
+            os.link(engine_file, dest)  # weights are large and immutable: share, don't copy
+        except OSError:
+            shutil.copyfile(engine_file, dest)
     written.append(dest)
     e = out / f"rmbg_{m}"
     _write(e / "config.pbtxt", ensemble_config(spec, max_batch))

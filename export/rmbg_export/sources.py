@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import tarfile
@@ -125,7 +126,10 @@ _HF_CANDIDATES = ("onnx/model.onnx", "model.onnx", "model.safetensors", "model.p
 
 
 def fetch_hf(repo: str, revision: str | None = None) -> Path:
-    """Download the first checkpoint file the repo has, through huggingface_hub (cached there)."""
+    """Download the first checkpoint file the repo has, through huggingface_hub.
+
+    ``HF_ENDPOINT`` is read at call time (not at import) so a mirror or a local stand-in works.
+    """
     try:
         from huggingface_hub import hf_hub_download
         from huggingface_hub.utils import EntryNotFoundError
@@ -134,7 +138,10 @@ def fetch_hf(repo: str, revision: str | None = None) -> Path:
     errors = []
     for filename in _HF_CANDIDATES:
         try:
-            return Path(hf_hub_download(repo, filename, revision=revision))
+            return Path(hf_hub_download(
+                repo, filename, revision=revision, endpoint=os.environ.get("HF_ENDPOINT"),
+                cache_dir=str(cache_dir() / "huggingface"),
+            ))
         except EntryNotFoundError:
             errors.append(filename)
         except Exception as exc:  # noqa: BLE001 - network, auth, gated repo...

@@ -3,7 +3,6 @@
 import json
 
 import triton_python_backend_utils as pb
-
 from rmbg_backend import steps
 from rmbg_backend.decode import Limits
 from rmbg_backend.spec import ModelSpec

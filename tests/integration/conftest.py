@@ -1,0 +1,41 @@
+"""One real Triton server per test session, on free loopback ports, serving real IS-Net weights."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+from rmbg_server.launcher import ServerConfig, TritonServer
+from rmbg_server.watchdog import StubWatchdog
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def model_repository(tmp_path_factory) -> Path:
+    from rmbg_export.build import build_repo
+
+    repo = tmp_path_factory.mktemp("model_repository")
+    build_repo("isnet", "imgly-isnet", "cpu", repo)
+    # BiRefNet (synthetic weights, small input) is added with export/: see test_birefnet_served.py
+    return repo
+
+
+@pytest.fixture(scope="session")
+def triton(model_repository, tmp_path_factory):
+    cfg = ServerConfig(model_repository, http_port=free_port(), grpc_port=free_port(),
+                       metrics_port=free_port())
+    log = tmp_path_factory.mktemp("logs") / "triton.log"
+    server = TritonServer(cfg, log_file=log)
+    server.start(timeout=180)
+    watchdog = StubWatchdog(server.process.pid, model_repository, server.reload, interval=0.5)
+    watchdog.start()
+    server.watchdog = watchdog
+    yield server
+    watchdog.stop()
+    server.stop()

@@ -1,0 +1,50 @@
+import pytest
+from rmbg_backend.errors import RequestError
+from rmbg_backend.options import ALLOWED_KEYS, Options, parse_options
+
+
+def test_empty_and_missing_mean_defaults():
+    assert parse_options(None) == Options()
+    assert parse_options(b"") == Options()
+    assert parse_options(b"  {} ") == Options()
+
+
+def test_all_keys_parse_and_normalise():
+    o = parse_options(
+        b'{"outputFormat":"jpeg","outputQuality":80,"returnOnlyMask":true,"rgba":[1,2,3,4],'
+        b'"alphaMatting":true,"alphaMattingForegroundThreshold":200,'
+        b'"alphaMattingBackgroundThreshold":20,"alphaMattingErodeSize":5,'
+        b'"postProcessMask":true,"preserveAlpha":true}'
+    )
+    assert o == Options("JPG", 80, True, (1, 2, 3, 4), True, 200, 20, 5, True, True)
+    assert Options.from_json(o.to_json()) == o
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "fragment"),
+    [
+        (b"[1]", "OPTIONS", "JSON object"),
+        (b"{bad", "OPTIONS", "not valid JSON"),
+        (b"\xff\xfe", "OPTIONS", "UTF-8"),
+        (b'{"outputQuality": 5}', "outputQuality", "20..99"),
+        (b'{"outputQuality": 50.5}', "outputQuality", "integer"),
+        (b'{"outputQuality": true}', "outputQuality", "integer"),
+        (b'{"rgba": [1, 2, 3]}', "rgba", "4 integers"),
+        (b'{"rgba": [1, 2, 3, 256]}', "rgba", "0..255"),
+        (b'{"alphaMattingForegroundThreshold": 300}', "alphaMattingForegroundThreshold", "1..255"),
+        (b'{"outputFormat": "GIF"}', "outputFormat", "PNG, WEBP, JPG"),
+        (b'{"returnOnlyMask": "yes"}', "returnOnlyMask", "true or false"),
+        (b'{"outputFromat": "PNG"}', "outputFromat", "unknown option"),
+    ],
+)
+def test_bad_options_name_the_key_and_the_accepted_values(raw, field, fragment):
+    with pytest.raises(RequestError) as info:
+        parse_options(raw)
+    assert info.value.field == field
+    assert fragment in str(info.value)
+
+
+def test_unknown_key_message_lists_allowed_keys():
+    with pytest.raises(RequestError) as info:
+        parse_options(b'{"foo": 1}')
+    assert all(k in str(info.value) for k in ALLOWED_KEYS)
