@@ -6,8 +6,8 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
-from rmbg_backend.spec import ModelSpec, birefnet_spec, isnet_spec
 
+from rmbg_backend.spec import ModelSpec, birefnet_spec, isnet_spec
 from rmbg_export.cache import cache_dir, human_size
 from rmbg_export.sources import SourceError, Weights, resolve
 

@@ -5,6 +5,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+
 from rmbg_export.onnx_convert import prepare_for_serving
 
 

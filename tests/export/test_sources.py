@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
+
 from rmbg_export import sources
 from rmbg_export.sources import SourceError, assemble_chunks, resolve
 

@@ -6,6 +6,7 @@ import socket
 from pathlib import Path
 
 import pytest
+
 from rmbg_server.launcher import ServerConfig, TritonServer
 from rmbg_server.watchdog import StubWatchdog
 

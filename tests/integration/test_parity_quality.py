@@ -16,6 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
+
 from rmbg_client import RmbgClient
 
 pytestmark = pytest.mark.triton

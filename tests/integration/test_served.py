@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 from PIL import Image
+
 from rmbg_client import AsyncRmbgClient, InvalidInputError, RmbgClient
 from rmbg_server.launcher import http_json
 

@@ -7,6 +7,7 @@ import signal
 import time
 
 import pytest
+
 from rmbg_client import RmbgClient
 from rmbg_server.watchdog import _stub_processes
 

@@ -5,6 +5,7 @@ import zlib
 import numpy as np
 import pytest
 from PIL import Image, ImageCms
+
 from rmbg_backend.decode import Limits, decode_image
 from rmbg_backend.errors import RequestError
 

@@ -1,4 +1,5 @@
 import pytest
+
 from rmbg_backend.errors import RequestError
 from rmbg_backend.options import ALLOWED_KEYS, Options, parse_options
 

@@ -7,6 +7,7 @@ import pytest
 import torch  # noqa: F401 - reference semantics of F.interpolate below
 import torch.nn.functional as F
 from PIL import Image
+
 from rmbg_backend.compose import compose, cover, over
 from rmbg_backend.decode import DecodedImage
 from rmbg_backend.encode import encode

@@ -6,6 +6,7 @@ Package data: `rmbg build-repo` copies it into <repo>/postprocess_<model>/1/mode
 import json
 
 import triton_python_backend_utils as pb
+
 from rmbg_backend import steps
 from rmbg_backend.decode import Limits
 from rmbg_backend.spec import ModelSpec

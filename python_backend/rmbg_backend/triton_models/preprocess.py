@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import triton_python_backend_utils as pb
+
 from rmbg_backend import steps
 from rmbg_backend.decode import Limits
 from rmbg_backend.spec import ModelSpec

@@ -8,6 +8,7 @@ backend never concatenates, so we stack, run once, and split.
 import os
 
 import triton_python_backend_utils as pb
+
 from rmbg_backend.engine import OnnxEngine
 from rmbg_backend.triton_glue import error_response, model_parameters
 
