@@ -43,9 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", type=Path, default=Path("model_repository"))
     b.add_argument("--size", type=int, help="model input size (default 1024; tests use smaller)")
     b.add_argument("--max-batch", type=int, default=4)
+    b.add_argument("--variant", help="definition for PyTorch weights: birefnet | birefnet-lite | *-tiny "
+                   "(default: follows the checkpoint; synthetic: the full model)")
 
     e = sub.add_parser("export", help="export a PyTorch model to ONNX (dynamic batch)")
-    e.add_argument("--model", choices=["isnet", "birefnet", "birefnet-lite"], required=True)
+    e.add_argument("--model", choices=["isnet", "birefnet", "birefnet-lite", "isnet-tiny", "birefnet-tiny"],
+                   required=True, help="*-tiny: small test variants without official weights")
     e.add_argument("--weights", required=True)
     e.add_argument("-o", "--output", type=Path, required=True)
     e.add_argument("--fp16", action="store_true")
@@ -197,7 +200,7 @@ def cmd_build_repo(a: argparse.Namespace) -> int:
         print(f"rmbg build-repo needs the server extra: pip install 'rmbg-triton[server]' ({exc})", file=sys.stderr)
         return EXIT_USAGE
     try:
-        build_repo(a.model, a.weights, a.target, a.out, a.size, a.max_batch)
+        build_repo(a.model, a.weights, a.target, a.out, a.size, a.max_batch, a.variant)
     except (SourceError, RuntimeError, ValueError) as exc:
         print(f"rmbg build-repo: {exc}", file=sys.stderr)
         return EXIT_FAILED

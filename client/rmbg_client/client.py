@@ -42,6 +42,25 @@ class RemovalResult:
     def content_type(self) -> str:
         return self.info.get("contentType", "application/octet-stream")
 
+    def to_pil(self):
+        import io
+
+        from PIL import Image
+
+        image = Image.open(io.BytesIO(self.data))
+        image.load()
+        return image
+
+    def to_base64(self) -> str:
+        from rmbg_client.images import to_base64
+
+        return to_base64(self.data)
+
+    def to_data_uri(self) -> str:
+        from rmbg_client.images import to_data_uri
+
+        return to_data_uri(self.data, self.content_type)
+
     @property
     def extension(self) -> str:
         return {"image/png": "png", "image/webp": "webp", "image/jpeg": "jpg"}.get(self.content_type, "bin")
@@ -127,9 +146,15 @@ class RmbgClient:
         except Exception:  # noqa: BLE001 - any transport error means "not ready"
             return False
 
-    def remove(self, image: bytes, options: dict[str, Any] | str | None = None,
-               background: bytes | None = None) -> RemovalResult:
-        """Remove the background of one encoded image."""
+    def remove(self, image: Any, options: dict[str, Any] | str | None = None,
+               background: Any = None) -> RemovalResult:
+        """Remove the background of one image: bytes, path, PIL image, numpy array, base64,
+        data URI or http(s) URL (fetched here, with limits)."""
+        from rmbg_client.images import to_image_bytes
+
+        image = to_image_bytes(image)
+        if background is not None:
+            background = to_image_bytes(background, name="background")
         inputs, outputs = build_request(self._module(), image, options, background)
         try:
             kwargs = {"client_timeout": self.timeout} if self.protocol == "grpc" else {}
@@ -171,6 +196,12 @@ class RmbgClient:
                 except RmbgError as exc:
                     yield key, exc
                 submit_next()
+
+    def remove_background(self, task: dict[str, Any]) -> dict[str, Any]:
+        """A hosted-API ``removeBackground`` task in, the hosted-API response shape out."""
+        from rmbg_client.tasks import remove_background
+
+        return remove_background(task, self)
 
     def close(self) -> None:
         client = getattr(self._local, "client", None)

@@ -76,18 +76,23 @@ def servable_isnet_onnx(weights: Weights, spec: ModelSpec) -> Path:
     return target
 
 
-def engine_for(model: str, weights: Weights, spec: ModelSpec, target: str) -> Path:
+def engine_for(model: str, weights: Weights, spec: ModelSpec, variant: str | None = None) -> Path:
     if weights.kind == "onnx":
         if model != "isnet":
             return weights.path  # a BiRefNet ONNX we exported ourselves is already servable
         return servable_isnet_onnx(weights, spec)
     from rmbg_export.export_onnx import export_from_weights  # needs torch
 
-    return export_from_weights(model, weights, spec)
+    return export_from_weights(model, weights, spec, variant)
 
 
 def build_repo(model: str, source: str, target: str = "cpu", out: Path = Path("model_repository"),
-               size: int | None = None, max_batch: int = 4) -> list[Path]:
+               size: int | None = None, max_batch: int = 4, variant: str | None = None) -> list[Path]:
+    """Resolve ``source``, make the engine for ``target`` and write the ``rmbg_<model>`` ensemble.
+
+    ``variant`` picks a definition for PyTorch weights (``birefnet-lite``, tiny test variants);
+    by default it follows the checkpoint.
+    """
     from rmbg_export.repository import write_repository
 
     if model not in ("isnet", "birefnet"):
@@ -96,7 +101,11 @@ def build_repo(model: str, source: str, target: str = "cpu", out: Path = Path("m
     weights = resolve(source)
     banner = "=" * 78
     print(f"{banner}\nweights: {source}\nlicence: {weights.licence}\n{banner}")
-    engine = engine_for(model, weights, spec, target)
+    if target == "gpu-trt":
+        from rmbg_export.tensorrt_build import check_available
+
+        check_available()  # refuse before any slow conversion or export
+    engine = engine_for(model, weights, spec, variant)
     if target == "gpu-trt":
         from rmbg_export.tensorrt_build import build_engine
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from rmbg_backend.decode import DecodedImage
 from rmbg_backend.options import Options
-from rmbg_backend.preprocess import resize_bilinear
+from rmbg_backend.preprocess import resize_area, resize_bilinear
 
 WHITE = (255, 255, 255, 255)
 
@@ -17,10 +17,12 @@ def cover(background: DecodedImage, height: int, width: int) -> tuple[np.ndarray
     scale = max(height / bh, width / bw)
     sh, sw = max(height, round(bh * scale)), max(width, round(bw * scale))
     top, left = (sh - height) // 2, (sw - width) // 2
-    rgb = resize_bilinear(background.rgb, sh, sw)[top : top + height, left : left + width]
+    # Shrinking a large photo with plain bilinear aliases; area averaging does not.
+    resize = resize_area if sh < bh else resize_bilinear
+    rgb = resize(background.rgb, sh, sw)[top : top + height, left : left + width]
     alpha = None
     if background.alpha is not None:
-        alpha = resize_bilinear(background.alpha, sh, sw)[top : top + height, left : left + width]
+        alpha = resize(background.alpha, sh, sw)[top : top + height, left : left + width]
     return rgb, alpha
 
 

@@ -17,6 +17,11 @@ def resize_bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
+def resize_area(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Antialiased shrink (pixel-area averaging), for images shown to people, not to the model."""
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+
+
 def to_model_input(rgb: np.ndarray, spec: ModelSpec) -> np.ndarray:
     """RGB uint8 HxWx3 -> float32 3 x spec.height x spec.width, ``(x/255 - mean) / std``."""
     resized = resize_bilinear(rgb, spec.height, spec.width)

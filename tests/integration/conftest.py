@@ -23,7 +23,8 @@ def model_repository(tmp_path_factory) -> Path:
 
     repo = tmp_path_factory.mktemp("model_repository")
     build_repo("isnet", "imgly-isnet", "cpu", repo)
-    # BiRefNet (synthetic weights, small input) is added with export/: see test_birefnet_served.py
+    # BiRefNet: the lite definition with synthetic weights at 256 px keeps the suite fast.
+    build_repo("birefnet", "synthetic", "cpu", repo, size=256, variant="birefnet-lite")
     return repo
 
 

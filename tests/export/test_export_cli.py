@@ -1,0 +1,59 @@
+"""`rmbg export` end to end: the ONNX file reproduces the reference golden; fp16 stays close."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from rmbg_client.cli import main
+from tests.conftest import REFERENCE
+
+
+@pytest.mark.slow
+def test_export_birefnet_lite_matches_golden(tmp_path, capsys):
+    out = tmp_path / "x.onnx"
+    assert main(["export", "--model", "birefnet-lite", "--weights", "synthetic", "--size", "512", "512",
+                 "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "SYNTHETIC" in printed and "checked with onnxruntime" in printed
+    model = onnx.load(str(out))
+    assert model.opset_import[0].version >= 17
+    assert [o.name for o in model.graph.output] == ["mask"]
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    golden = np.load(REFERENCE / "birefnet_lite_golden.npz")
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    pred = sess.run(None, {"input": golden["input"]})[0]
+    assert np.abs(pred - golden["pred"]).max() <= 1e-3
+
+
+def test_fp16_export_keeps_float32_io_and_stays_close(tmp_path):
+    fp32, fp16 = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    args = ["export", "--model", "birefnet-tiny", "--weights", "synthetic", "--size", "256", "256"]
+    assert main([*args, "-o", str(fp32)]) == 0
+    assert main([*args, "--fp16", "-o", str(fp16)]) == 0
+    half = onnx.load(str(fp16))
+    assert half.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in half.graph.initializer)
+    norms = [n for n in half.graph.node if n.op_type == "LayerNormalization"]
+    assert norms, "expected LayerNormalization nodes in a Swin export"
+    x = np.random.default_rng(0).normal(size=(2, 3, 256, 256)).astype(np.float32)
+    a = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    b = ort.InferenceSession(str(fp16), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    assert np.isfinite(b).all() and np.abs(a - b).mean() < 5e-3 and np.abs(a - b).max() < 0.1
+
+
+def test_export_refuses_bad_sizes_and_onnx_sources(tmp_path):
+    assert main(["export", "--model", "birefnet-lite", "--weights", "synthetic", "--size", "500", "500",
+                 "-o", str(tmp_path / "x.onnx")]) == 1
+    (tmp_path / "m.onnx").write_bytes(b"x")
+    assert main(["export", "--model", "isnet", "--weights", str(tmp_path / "m.onnx"), "-o",
+                 str(tmp_path / "y.onnx")]) == 1
+
+
+def test_gpu_trt_target_refuses_without_tensorrt(tmp_path, capsys):
+    assert main(["build-repo", "--model", "isnet", "--weights", "synthetic", "--target", "gpu-trt",
+                 "--out", str(tmp_path / "repo")]) == 1
+    assert "TensorRT is not installed" in capsys.readouterr().err
+    assert not (tmp_path / "repo").exists()

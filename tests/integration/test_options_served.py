@@ -1,0 +1,189 @@
+"""Every OPTIONS key and input kind through the real server, with asserted pixel properties."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rmbg_client import InvalidInputError, RmbgClient
+
+pytestmark = pytest.mark.triton
+
+
+@pytest.fixture(scope="module")
+def client(triton):
+    return RmbgClient(triton.grpc_url)
+
+
+@pytest.fixture(scope="module")
+def photo(pairs):
+    p = next(p for p in pairs if p.id == "grabcut_teddy")
+    return p.image.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def mask_alpha(client, photo):
+    return np.asarray(Image.open(io.BytesIO(client.remove(photo, {"returnOnlyMask": True}).data)))
+
+
+def load(data: bytes) -> Image.Image:
+    im = Image.open(io.BytesIO(data))
+    im.load()
+    return im
+
+
+def test_mask_only_is_8bit_grayscale(client, photo, mask_alpha):
+    src = load(photo)
+    assert mask_alpha.dtype == np.uint8 and mask_alpha.shape == (src.height, src.width)
+    assert mask_alpha.min() == 0 and mask_alpha.max() == 255  # min-max stretched
+    jpg = load(client.remove(photo, {"returnOnlyMask": True, "outputFormat": "JPG"}).data)
+    assert jpg.format == "JPEG" and jpg.mode == "L"
+
+
+@pytest.mark.parametrize(("fmt", "pil_format", "mode"), [("PNG", "PNG", "RGBA"), ("WEBP", "WEBP", "RGBA"),
+                                                          ("JPG", "JPEG", "RGB")])
+def test_output_formats(client, photo, fmt, pil_format, mode):
+    result = client.remove(photo, {"outputFormat": fmt})
+    im = load(result.data)
+    assert im.format == pil_format and im.mode == mode and im.size == load(photo).size
+    assert result.content_type == {"PNG": "image/png", "WEBP": "image/webp", "JPG": "image/jpeg"}[fmt]
+
+
+def test_jpg_without_colour_is_on_white(client, photo, mask_alpha):
+    px = np.asarray(load(client.remove(photo, {"outputFormat": "JPG", "outputQuality": 95}).data)).astype(int)
+    background = mask_alpha == 0
+    assert np.abs(px[background] - 255).mean() < 3
+
+
+def test_quality_changes_lossy_size(client, photo):
+    small = client.remove(photo, {"outputFormat": "WEBP", "outputQuality": 20}).data
+    large = client.remove(photo, {"outputFormat": "WEBP", "outputQuality": 99}).data
+    assert len(small) < len(large)
+
+
+def test_rgba_background_colour(client, photo, mask_alpha):
+    px = np.asarray(load(client.remove(photo, {"rgba": [10, 200, 30, 255]}).data))
+    assert px.shape[2] == 3
+    assert (px[mask_alpha == 0] == np.array([10, 200, 30])).all()
+    translucent = np.asarray(load(client.remove(photo, {"rgba": [0, 0, 255, 100]}).data))
+    assert translucent.shape[2] == 4
+    assert (translucent[mask_alpha == 0] == np.array([0, 0, 255, 100])).all()
+
+
+def test_background_image_is_scaled_centred_and_composited(client, photo, mask_alpha, pairs):
+    bg_bytes = next(p for p in pairs if p.id == "dis5k_pavilion_5795028920").image.read_bytes()
+    px = np.asarray(load(client.remove(photo, background=bg_bytes).data)).astype(int)
+    src = load(photo)
+    assert px.shape == (src.height, src.width, 3)
+    bg = load(bg_bytes).convert("RGB")
+    scale = max(src.width / bg.width, src.height / bg.height)
+    sw, sh = max(src.width, round(bg.width * scale)), max(src.height, round(bg.height * scale))
+    left, top = (sw - src.width) // 2, (sh - src.height) // 2
+    expected = np.asarray(bg.resize((sw, sh), Image.BILINEAR))[top:top + src.height, left:left + src.width]
+    sel = mask_alpha == 0
+    assert np.abs(px[sel] - expected[sel].astype(int)).mean() < 4  # bilinear kernels differ slightly
+
+
+def test_background_that_is_not_an_image(client, photo):
+    with pytest.raises(InvalidInputError, match="BACKGROUND: is not a recognised image"):
+        client.remove(photo, background=b"definitely not an image")
+
+
+def test_post_process_mask_is_binary(client, photo):
+    alpha = np.asarray(load(client.remove(photo, {"postProcessMask": True}).data))[:, :, 3]
+    assert set(np.unique(alpha)) <= {0, 255}
+
+
+def test_preserve_alpha_keeps_input_transparency(client, photo):
+    rgba = np.asarray(load(photo).convert("RGBA")).copy()
+    rgba[:, : rgba.shape[1] // 2, 3] = 0  # left half transparent in the input
+    buf = io.BytesIO()
+    Image.fromarray(rgba).save(buf, format="PNG")
+    kept = np.asarray(load(client.remove(buf.getvalue(), {"preserveAlpha": True}).data))[:, :, 3]
+    assert (kept[:, : rgba.shape[1] // 2] == 0).all()
+    ignored = np.asarray(load(client.remove(buf.getvalue()).data))[:, :, 3]
+    assert ignored[:, : rgba.shape[1] // 2].max() > 0
+
+
+def test_alpha_matting_lowers_error_against_ground_truth_alpha(client, pairs):
+    p = next(p for p in pairs if p.id == "alphamatting_gt01")
+    gt = np.asarray(Image.open(p.mask).convert("L")).astype(np.float32) / 255
+    data = p.image.read_bytes()
+    plain = np.asarray(load(client.remove(data).data))[:, :, 3] / 255.0
+    matted_im = np.asarray(load(client.remove(data, {"alphaMatting": True, "alphaMattingErodeSize": 10}).data))
+    matted = matted_im[:, :, 3] / 255.0
+    assert np.abs(matted - gt).mean() < np.abs(plain - gt).mean() - 0.02
+    assert 0.0 < ((matted > 0.02) & (matted < 0.98)).mean()  # a real soft edge
+
+
+def _encode(im: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["cmyk-jpeg", "16bit-png", "palette-gif", "la-png", "animated-webp", "avif",
+                                  "heif", "tiff", "bmp"])
+def test_input_kinds(client, photo, kind):
+    src = load(photo).convert("RGB")
+    if kind == "cmyk-jpeg":
+        data = _encode(src.convert("CMYK"), "JPEG")
+    elif kind == "16bit-png":
+        data = _encode(Image.fromarray(np.asarray(src.convert("L")).astype(np.uint16) * 257), "PNG")
+    elif kind == "palette-gif":
+        data = _encode(src.convert("P", palette=Image.Palette.ADAPTIVE), "GIF")
+    elif kind == "la-png":
+        data = _encode(src.convert("LA"), "PNG")
+    elif kind == "animated-webp":
+        data = _encode(src, "WEBP", save_all=True, append_images=[src.rotate(180)], duration=100)
+    elif kind == "heif":
+        pytest.importorskip("pillow_heif").register_heif_opener()
+        data = _encode(src, "HEIF")
+    else:
+        data = _encode(src, {"avif": "AVIF", "tiff": "TIFF", "bmp": "BMP"}[kind])
+    out = load(client.remove(data, {"returnOnlyMask": True}).data)
+    assert out.size == src.size
+
+
+def test_hosted_api_task_with_url_input_and_upload(client, photo, tmp_path):
+    import http.server
+    import threading
+
+    store: dict[str, bytes] = {}
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(photo)))
+            self.end_headers()
+            self.wfile.write(photo)
+
+        def do_PUT(self):  # noqa: N802
+            store[self.path] = self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        task = {"taskType": "removeBackground", "taskUUID": "6a1d2f0c-1111-4c4c-9d9d-123456789abc",
+                "inputs": {"image": f"{base}/in.jpg"}, "outputType": "URL", "outputFormat": "WEBP",
+                "uploadEndpoint": f"{base}/bucket/out.webp?sig=1", "settings": {"postProcessMask": True}}
+        response = client.remove_background(task)
+        assert response["taskType"] == "removeBackground" and response["taskUUID"] == task["taskUUID"]
+        assert response["imageURL"] == f"{base}/bucket/out.webp" and len(response["imageUUID"]) == 36
+        assert load(store["/bucket/out.webp?sig=1"]).format == "WEBP"
+        task.update(outputType="dataURI", uploadEndpoint=None)
+        del task["uploadEndpoint"]
+        uri = client.remove_background(task)["imageDataURI"]
+        assert uri.startswith("data:image/webp;base64,")
+    finally:
+        server.shutdown()
