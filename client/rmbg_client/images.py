@@ -90,7 +90,8 @@ def to_image_bytes(value: Any, *, max_bytes: int = MAX_FETCH_BYTES, timeout: flo
         if isinstance(value, np.ndarray):
             from PIL import Image
 
-            if value.dtype != np.uint8 or value.ndim not in (2, 3) or (value.ndim == 3 and value.shape[2] not in (3, 4)):
+            bad_shape = value.ndim not in (2, 3) or (value.ndim == 3 and value.shape[2] not in (3, 4))
+            if value.dtype != np.uint8 or bad_shape:
                 raise ImageInputError(f"{name}: numpy arrays must be uint8 HxW, HxWx3 (RGB) or HxWx4 (RGBA), "
                                       f"got {value.dtype} {value.shape}")
             return _encode_png(Image.fromarray(value))

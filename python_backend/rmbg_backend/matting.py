@@ -40,46 +40,56 @@ def _box(x: np.ndarray, r: int) -> np.ndarray:
     return cv2.boxFilter(x, -1, (2 * r + 1, 2 * r + 1), normalize=True, borderType=cv2.BORDER_REFLECT)
 
 
-def closed_form_laplacian(image: np.ndarray, region: np.ndarray, eps: float = 1e-7) -> sp.csr_matrix:
-    """Levin et al.'s matting Laplacian (3x3 windows), summed over windows centred in ``region``.
+def _window_affinities(image: np.ndarray, centres: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Flat pixel indices (N x 9) and affinities (N x 9 x 9) of Levin et al.'s 3x3 windows.
 
-    ``image`` is H x W x 3 float64 in 0..1; windows touching the image border are skipped,
-    as in the reference implementation.
+    Windows touching the image border are skipped, as in the reference implementation.
     """
     h, w, _ = image.shape
-    n = h * w
-    centres = region.copy()
+    centres = centres.copy()
     centres[0, :] = centres[-1, :] = False
     centres[:, 0] = centres[:, -1] = False
     cy, cx = np.nonzero(centres)
     dy, dx = np.mgrid[-1:2, -1:2]
-    idx = (cy[:, None] + dy.ravel()[None]) * w + (cx[:, None] + dx.ravel()[None])  # N x 9
-    win = image.reshape(n, 3)[idx]  # N x 9 x 3
+    idx = (cy[:, None] + dy.ravel()[None]) * w + (cx[:, None] + dx.ravel()[None])
+    win = image.reshape(h * w, 3)[idx]  # N x 9 x 3
     centred = win - win.mean(axis=1, keepdims=True)
-    cov = np.einsum("nki,nkj->nij", centred, centred) / 9.0 + (eps / 9.0) * np.eye(3)
-    vals = (1.0 + np.einsum("nki,nij,nlj->nkl", centred, np.linalg.inv(cov), centred)) / 9.0
-    rows = np.repeat(idx, 9, axis=1).ravel()
-    cols = np.tile(idx, (1, 9)).ravel()
-    affinity = sp.csr_matrix((vals.ravel(), (rows, cols)), shape=(n, n))
-    return sp.diags(np.asarray(affinity.sum(axis=1)).ravel()) - affinity
+    cov = np.matmul(centred.transpose(0, 2, 1), centred) / 9.0 + (eps / 9.0) * np.eye(3)
+    vals = (1.0 + np.matmul(np.matmul(centred, np.linalg.inv(cov)), centred.transpose(0, 2, 1))) / 9.0
+    return idx, vals
 
 
-def solve_closed_form(image: np.ndarray, tri: np.ndarray) -> np.ndarray:
-    """Closed-form alpha for the unknown pixels of ``tri``, known pixels fixed (L_uu a_u = -L_uk a_k)."""
-    unknown = tri == UNKNOWN
+def solve_closed_form(image: np.ndarray, tri: np.ndarray, eps: float = 1e-7) -> np.ndarray:
+    """Closed-form alpha (Levin et al. 2008) for the unknown pixels of ``tri``, known ones fixed.
+
+    Only the rows of the Laplacian that belong to unknown pixels are assembled:
+    ``L_uu a_u = W_uk a_k`` with ``L = D - W``, so neither the full matrix nor a slice of it
+    is ever built.
+    """
+    h, w = tri.shape
+    unknown = (tri == UNKNOWN).ravel()
     known_alpha = (tri == 255).astype(np.float64).ravel()
     if not unknown.any():
-        return known_alpha.reshape(tri.shape)
-    region = cv2.dilate(unknown.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    lap = closed_form_laplacian(image.astype(np.float64), region)
-    u = np.flatnonzero(unknown.ravel())
-    k = np.flatnonzero(~unknown.ravel())
-    lap_u = lap[u]
-    rhs = -(lap_u[:, k] @ known_alpha[k])
-    a_u = spla.spsolve(lap_u[:, u].tocsc(), rhs)
+        return known_alpha.reshape(h, w)
+    region = cv2.dilate((tri == UNKNOWN).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    idx, vals = _window_affinities(image.astype(np.float64), region, eps)
+    rows = np.repeat(idx, 9, axis=1).ravel()
+    cols = np.tile(idx, (1, 9)).ravel()
+    vals = vals.ravel()
+    keep = unknown[rows]
+    rows, cols, vals = rows[keep], cols[keep], vals[keep]
+    position = np.full(h * w, -1, np.int64)
+    u = np.flatnonzero(unknown)
+    position[u] = np.arange(u.size)
+    n = u.size
+    degree = np.bincount(position[rows], weights=vals, minlength=n)
+    both = unknown[cols]
+    rhs = np.bincount(position[rows[~both]], weights=vals[~both] * known_alpha[cols[~both]], minlength=n)
+    w_uu = sp.csc_matrix((vals[both], (position[rows[both]], position[cols[both]])), shape=(n, n))
+    a_u = spla.spsolve((sp.diags(degree) - w_uu).tocsc(), rhs)
     alpha = known_alpha.copy()
     alpha[u] = np.nan_to_num(a_u, nan=0.5)
-    return np.clip(alpha.reshape(tri.shape), 0.0, 1.0)
+    return np.clip(alpha.reshape(h, w), 0.0, 1.0)
 
 
 def fast_guided_upsample(guide_small: np.ndarray, src_small: np.ndarray, guide_full: np.ndarray,
@@ -119,7 +129,7 @@ def estimate_foreground(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return fg
 
 
-def matte(rgb: np.ndarray, tri: np.ndarray, max_unknown: int = 30_000) -> np.ndarray:
+def matte(rgb: np.ndarray, tri: np.ndarray, max_unknown: int = 20_000) -> np.ndarray:
     """Alpha (float32 0..1) for an RGB uint8 image and a trimap."""
     h, w = tri.shape
     n_unknown = int((tri == UNKNOWN).sum())
