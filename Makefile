@@ -8,7 +8,7 @@ REPO ?= model_repository
 WEIGHTS ?= imgly-isnet
 
 .DEFAULT_GOAL := help
-.PHONY: help venv repo demo serve test test-unit lint clean
+.PHONY: help venv repo demo serve test test-unit lint perf bench bench-matting soak audit clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -41,5 +41,20 @@ test: $(STAMP) lint ## lint + the whole test suite (unit and real-server integra
 test-unit: $(STAMP) ## only the tests that need no server
 	$(VENV)/bin/pytest -q -m "not triton"
 
+RMBG_VENV := .venv-rembg
+$(RMBG_VENV)/.installed:
+	$(PYTHON) -m venv $(RMBG_VENV)
+	$(RMBG_VENV)/bin/pip install -q rembg==2.0.86 onnxruntime==1.31.1
+	@touch $@
+
+perf: repo ## perf_analyzer concurrency/request-rate sweeps over gRPC and HTTP -> perf/results/perf.*
+	$(PY) perf/perf_analyzer.py
+
+bench: repo $(RMBG_VENV)/.installed ## rembg vs direct onnxruntime vs served, side by side -> perf/results/bench.*
+	$(PY) perf/bench.py
+
+bench-matting: $(STAMP) ## our alpha matting vs pymatting closed form -> perf/results/matting.*
+	$(PY) perf/bench_matting.py
+
 clean: ## remove the venv, outputs and the generated repository (the download cache stays)
-	rm -rf $(VENV) out $(REPO)/*/ .pytest_cache
+	rm -rf $(VENV) $(RMBG_VENV) out $(REPO)/*/ .pytest_cache

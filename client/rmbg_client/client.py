@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -22,7 +23,14 @@ class RmbgError(Exception):
 
 
 class ServerUnavailableError(RmbgError):
-    """The server could not be reached or the model is not ready."""
+    """The server could not be reached or the model is not ready.
+
+    ``transient`` marks a model being reloaded after a crash: worth retrying shortly.
+    """
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class InvalidInputError(RmbgError):
@@ -66,8 +74,10 @@ class RemovalResult:
         return {"image/png": "png", "image/webp": "webp", "image/jpeg": "jpg"}.get(self.content_type, "bin")
 
 
-_UNAVAILABLE_HINTS = ("failed to connect", "connection refused", "unavailable", "not found",
-                      "is not ready", "deadline exceeded", "timed out", "connection reset")
+_UNAVAILABLE_HINTS = ("failed to connect", "connection refused", "unavailable", "is not ready",
+                      "deadline exceeded", "timed out", "connection reset")
+# A model being reloaded by the watchdog after its stub died: transient, retried.
+_RELOADING_HINTS = ("is not healthy", "has no available versions", "request for unknown model")
 
 
 def _classify(exc: Exception) -> RmbgError:
@@ -78,6 +88,8 @@ def _classify(exc: Exception) -> RmbgError:
         "IMAGE:" in text or "OPTIONS:" in text or "BACKGROUND:" in text
     ):
         return InvalidInputError(text)
+    if any(h in lowered for h in _RELOADING_HINTS):
+        return ServerUnavailableError(text, transient=True)
     if any(h in lowered for h in _UNAVAILABLE_HINTS) or isinstance(exc, ConnectionError | OSError):
         return ServerUnavailableError(text)
     return ServerError(text)
@@ -86,6 +98,8 @@ def _classify(exc: Exception) -> RmbgError:
 def _options_json(options: dict[str, Any] | str | None) -> bytes:
     if options is None:
         return b"{}"
+    if isinstance(options, bytes):
+        return options
     if isinstance(options, str):
         return options.encode()
     return json.dumps(options).encode()
@@ -108,10 +122,14 @@ class RmbgClient:
     """Synchronous client. Thread-safe: each thread gets its own underlying connection."""
 
     def __init__(self, url: str = "127.0.0.1:8001", protocol: str = "grpc", model: str = "isnet",
-                 timeout: float = 300.0) -> None:
+                 timeout: float = 300.0, retries: int = 4, retry_backoff: float = 0.5) -> None:
+        """``retries``: how often a request is re-sent when the server reports a model being
+        reloaded after a crash (bounded exponential backoff; removal is idempotent).
+        Bad input is never retried."""
         if protocol not in ("grpc", "http"):
             raise ValueError(f"protocol must be grpc or http, got {protocol!r}")
         self.url, self.protocol, self.model, self.timeout = url, protocol, model, timeout
+        self.retries, self.retry_backoff = retries, retry_backoff
         self._local = threading.local()
 
     @property
@@ -156,12 +174,17 @@ class RmbgClient:
         if background is not None:
             background = to_image_bytes(background, name="background")
         inputs, outputs = build_request(self._module(), image, options, background)
-        try:
-            kwargs = {"client_timeout": self.timeout} if self.protocol == "grpc" else {}
-            response = self._client().infer(self.ensemble, inputs, outputs=outputs, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - tritonclient raises its own types per protocol
-            raise _classify(exc) from exc
-        return self._result(response)
+        kwargs = {"client_timeout": self.timeout} if self.protocol == "grpc" else {}
+        for attempt in range(self.retries + 1):
+            try:
+                response = self._client().infer(self.ensemble, inputs, outputs=outputs, **kwargs)
+                return self._result(response)
+            except Exception as exc:  # noqa: BLE001 - tritonclient raises its own types per protocol
+                error = _classify(exc)
+                if not (isinstance(error, ServerUnavailableError) and error.transient) or attempt == self.retries:
+                    raise error from exc
+            time.sleep(self.retry_backoff * (2 ** attempt))
+        raise AssertionError("unreachable")
 
     def remove_many(self, items: Iterable[tuple[Any, bytes]], options: dict[str, Any] | None = None,
                     concurrency: int = 4, background: bytes | None = None

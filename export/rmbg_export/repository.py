@@ -76,7 +76,7 @@ instance_group [ {{ kind: KIND_CPU count: {instances} }} ]
 
 
 def engine_config(spec: ModelSpec, target: str, max_batch: int, instances: int,
-                  intra_op_threads: int = 0) -> str:
+                  threads: int = 0, cpu_engine: str = "auto", precision: str = "f32") -> str:
     h, w = spec.height, spec.width
     io = f"""input [ {{ name: "input" data_type: TYPE_FP32 dims: [ 3, {h}, {w} ] }} ]
 output [ {{ name: "mask" data_type: TYPE_FP32 dims: [ 1, {h}, {w} ] }} ]
@@ -84,7 +84,7 @@ dynamic_batching {{ max_queue_delay_microseconds: 0 }}"""
     if target == "cpu":
         head = f'backend: "python"\nmax_batch_size: {max_batch}'
         tail = f"""instance_group [ {{ kind: KIND_CPU count: {instances} }} ]
-{_params({"intra_op_threads": str(intra_op_threads)})}"""
+{_params({"engine": cpu_engine, "threads": str(threads), "precision": precision})}"""
     elif target == "gpu-trt":
         head = f'platform: "tensorrt_plan"\nmax_batch_size: {max_batch}\ndefault_model_filename: "model.plan"'
         tail = f"instance_group [ {{ kind: KIND_GPU count: {instances} }} ]"
@@ -162,7 +162,9 @@ def write_repository(
     pre_instances: int = 1,
     post_instances: int = 1,
     engine_instances: int = 1,
-    intra_op_threads: int = 0,
+    threads: int = 0,
+    cpu_engine: str = "auto",
+    precision: str = "f32",
     limits: Limits = Limits(),
 ) -> list[Path]:
     """Write the four models of ``rmbg_<spec.name>`` under ``out``; returns the files written."""
@@ -179,7 +181,7 @@ def write_repository(
         _write(d / "1" / "model.py", _adapter_source(source))
         written += [d / "config.pbtxt", d / "1" / "model.py"]
     d = out / m
-    _write(d / "config.pbtxt", engine_config(spec, target, max_batch, engine_instances, intra_op_threads))
+    _write(d / "config.pbtxt", engine_config(spec, target, max_batch, engine_instances, threads, cpu_engine, precision))
     written.append(d / "config.pbtxt")
     if target == "cpu":
         _write(d / "1" / "model.py", _adapter_source("segment_onnx"))

@@ -27,11 +27,15 @@ _MAX_ICC_BYTES = 1 << 20
 
 @dataclass(frozen=True)
 class Limits:
-    """Safe defaults: 50 MB encoded, 50 megapixels decoded (about 200 MB as RGBA)."""
+    """Safe defaults: 50 MB encoded in, 50 megapixels decoded (about 200 MB as RGBA), 200 MB out.
+
+    Set per deployment through the ``limits`` parameter of the pre/post models' config.
+    """
 
     max_bytes: int = 50 * 1024 * 1024
     max_pixels: int = 50_000_000
     max_side: int = 30_000
+    max_output_bytes: int = 200 * 1024 * 1024
 
 
 @dataclass

@@ -8,6 +8,7 @@ sees one normalised value per option.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -50,12 +51,19 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
 }
 _BOOLS = ("returnOnlyMask", "alphaMatting", "postProcessMask", "preserveAlpha")
 ALLOWED_KEYS = ("outputFormat", "rgba", *_INT_RANGES, *_BOOLS)
+MAX_OPTIONS_BYTES = 64 * 1024
+
+
+def _is_integral(value: Any) -> bool:
+    """An int, or a finite float with no fraction; bool (an int subclass) is not a number here."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return isinstance(value, int) or (math.isfinite(value) and value == int(value))
 
 
 def _int_in_range(key: str, value: Any) -> int:
     lo, hi = _INT_RANGES[key]
-    # bool is an int subclass: True must not pass as quality 1.
-    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+    if not _is_integral(value):
         raise RequestError(key, f"must be an integer in {lo}..{hi}, got {value!r}")
     if not lo <= int(value) <= hi:
         raise RequestError(key, f"must be in {lo}..{hi}, got {value!r}")
@@ -69,7 +77,7 @@ def _rgba(value: Any) -> tuple[int, int, int, int]:
         )
     out = []
     for channel, v in zip("rgba", value, strict=True):
-        if isinstance(v, bool) or not isinstance(v, int | float) or int(v) != v:
+        if not _is_integral(v):
             raise RequestError("rgba", f"{channel} must be an integer 0..255, got {v!r}")
         if not 0 <= int(v) <= 255:
             raise RequestError("rgba", f"{channel} must be in 0..255, got {v!r}")
@@ -81,6 +89,8 @@ def parse_options(raw: bytes | str | None) -> Options:
     """Parse and validate the OPTIONS tensor; empty or missing means all defaults."""
     if raw is None:
         return Options()
+    if len(raw) > MAX_OPTIONS_BYTES:
+        raise RequestError("OPTIONS", f"is {len(raw):,} bytes, over the limit of {MAX_OPTIONS_BYTES:,}")
     if isinstance(raw, bytes):
         try:
             raw = raw.decode("utf-8")
@@ -94,6 +104,8 @@ def parse_options(raw: bytes | str | None) -> Options:
         raise RequestError(
             "OPTIONS", f"is not valid JSON ({exc.msg} at char {exc.pos}); send an object such as {{}}"
         ) from None
+    except RecursionError:
+        raise RequestError("OPTIONS", "is nested too deeply; send a flat JSON object") from None
     if not isinstance(data, dict):
         raise RequestError("OPTIONS", f"must be a JSON object, got {type(data).__name__}")
     unknown = sorted(set(data) - set(ALLOWED_KEYS))

@@ -25,9 +25,9 @@ def resize_area(image: np.ndarray, height: int, width: int) -> np.ndarray:
 def to_model_input(rgb: np.ndarray, spec: ModelSpec) -> np.ndarray:
     """RGB uint8 HxWx3 -> float32 3 x spec.height x spec.width, ``(x/255 - mean) / std``."""
     resized = resize_bilinear(rgb, spec.height, spec.width)
-    scale = np.asarray([1.0 / (255.0 * s) for s in spec.std], dtype=np.float32)
-    shift = np.asarray([m / s for m, s in zip(spec.mean, spec.std, strict=True)], dtype=np.float32)
-    out = resized.astype(np.float32)
-    out *= scale
-    out -= shift
-    return np.ascontiguousarray(out.transpose(2, 0, 1))
+    out = np.empty((3, spec.height, spec.width), np.float32)
+    for c, plane in enumerate(cv2.split(resized)):
+        # planar output written channel by channel: no HWC float copy, no transpose copy
+        np.multiply(plane, np.float32(1.0 / (255.0 * spec.std[c])), out=out[c], dtype=np.float32)
+        out[c] -= np.float32(spec.mean[c] / spec.std[c])
+    return out

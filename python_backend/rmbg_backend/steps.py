@@ -19,6 +19,7 @@ import numpy as np
 from rmbg_backend.compose import compose
 from rmbg_backend.decode import DecodedImage, Limits, decode_image
 from rmbg_backend.encode import encode
+from rmbg_backend.errors import RequestError
 from rmbg_backend.mask import mask_to_alpha, post_process_mask
 from rmbg_backend.options import Options, parse_options
 from rmbg_backend.preprocess import to_model_input
@@ -95,6 +96,9 @@ def postprocess(mask: np.ndarray, pixels: np.ndarray, meta: dict[str, Any], spec
     data, content_type = encode(pixels_out, mode, options.outputFormat, options.outputQuality,
                                 image.icc_profile)
     timings["encode_ms"] = _ms(t1)
+    if len(data) > limits.max_output_bytes:
+        raise RequestError("IMAGE_OUT", f"the encoded result is {len(data):,} bytes, over the limit of "
+                           f"{limits.max_output_bytes:,}; ask for JPG or WEBP, or a smaller image")
     info = {
         "width": image.width,
         "height": image.height,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -104,6 +105,11 @@ class ServerConfig:
     # Python-backend shared memory: start big enough for a 50-megapixel RGBA hand-off.
     shm_default_bytes: int = 64 * 1024 * 1024
     shm_growth_bytes: int = 64 * 1024 * 1024
+    # Model load/unload, shared-memory registration, logging and tracing need this header
+    # value (a fresh random one per start, known to the launcher's watchdog only), so a
+    # client that can reach the ports can run inference but cannot unload models or map
+    # shared memory. Set RMBG_ADMIN_KEY to choose it (e.g. for an operator's tooling).
+    admin_key: str = field(default_factory=lambda: os.environ.get("RMBG_ADMIN_KEY") or secrets.token_hex(16))
     extra_args: list[str] = field(default_factory=list)
 
 
@@ -122,6 +128,8 @@ def server_command(install: TritonInstall, cfg: ServerConfig) -> list[str]:
         f"--backend-config=python,shm-default-byte-size={cfg.shm_default_bytes}",
         f"--backend-config=python,shm-growth-byte-size={cfg.shm_growth_bytes}",
         "--backend-config=python,stub-timeout-seconds=60",
+        f"--http-restricted-api=model-repository,shared-memory,logging,trace:admin-key={cfg.admin_key}",
+        f"--grpc-restricted-protocol=model-repository,shared-memory,logging,trace:admin-key={cfg.admin_key}",
     ]
     if install.backend_dir is not None:
         cmd.append(f"--backend-directory={install.backend_dir}")
@@ -138,8 +146,10 @@ def server_env(install: TritonInstall) -> dict[str, str]:
     return env
 
 
-def http_json(url: str, method: str = "GET", timeout: float = 5.0) -> tuple[int, dict]:
-    req = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+def http_json(url: str, method: str = "GET", timeout: float = 5.0,
+              headers: dict[str, str] | None = None) -> tuple[int, dict]:
+    req = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None,
+                                 headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             body = resp.read()
@@ -202,14 +212,23 @@ class TritonServer:
         self.stop()
         raise LaunchError(f"tritonserver not ready after {timeout:.0f} s")
 
+    def _admin(self) -> dict[str, str]:
+        return {"admin-key": self.cfg.admin_key}
+
     def models(self) -> list[dict]:
-        _, index = http_json(f"{self.http_url}/v2/repository/index", method="POST")
+        _, index = http_json(f"{self.http_url}/v2/repository/index", method="POST", headers=self._admin())
         return index if isinstance(index, list) else []
 
     def reload(self, model: str) -> None:
-        """Unload then load: recovers a model whose stub process died (about 1.5 s)."""
-        http_json(f"{self.http_url}/v2/repository/models/{model}/unload", method="POST", timeout=60)
-        status, body = http_json(f"{self.http_url}/v2/repository/models/{model}/load", method="POST", timeout=120)
+        """Unload, then load: new instances with new stubs (about 1.5-2.5 s here).
+
+        A plain load of an unchanged, loaded model is a no-op in Triton, so the unload is
+        needed. It also takes the dependent ensemble down for that window; clients see
+        "unknown model" or "stub not healthy" errors, which RmbgClient retries.
+        """
+        base = f"{self.http_url}/v2/repository/models/{model}"
+        http_json(f"{base}/unload", method="POST", timeout=60, headers=self._admin())
+        status, body = http_json(f"{base}/load", method="POST", timeout=120, headers=self._admin())
         if status != 200:
             raise LaunchError(f"reloading {model} failed: {body}")
 

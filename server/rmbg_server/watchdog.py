@@ -14,10 +14,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def _stub_processes(server_pid: int, repo: Path) -> dict[int, str]:
-    """pid -> model name for every live stub that is a child of ``server_pid``."""
+def stub_processes(server_pid: int, repo: Path | None = None) -> dict[int, str]:
+    """pid -> model name for every live stub that is a child of ``server_pid``.
+
+    With ``repo``, only stubs of models in that repository; else any (named from the path).
+    """
     found: dict[int, str] = {}
-    repo = repo.resolve()
+    repo = repo.resolve() if repo is not None else None
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -33,10 +36,13 @@ def _stub_processes(server_pid: int, repo: Path) -> dict[int, str]:
         if len(argv) < 2 or not argv[0].endswith(b"triton_python_backend_stub"):
             continue
         model_py = Path(argv[1].decode(errors="replace"))
-        try:
-            model = model_py.relative_to(repo).parts[0]
-        except ValueError:
-            continue
+        if repo is None:
+            model = model_py.parts[-3] if len(model_py.parts) >= 3 else str(model_py)
+        else:
+            try:
+                model = model_py.relative_to(repo).parts[0]
+            except ValueError:
+                continue
         found[int(proc.name)] = model
     return found
 
@@ -56,9 +62,9 @@ class StubWatchdog(threading.Thread):
         self._stop = threading.Event()
 
     def run(self) -> None:
-        known = _stub_processes(self.server_pid, self.repo)
+        known = stub_processes(self.server_pid, self.repo)
         while not self._stop.wait(self.interval):
-            current = _stub_processes(self.server_pid, self.repo)
+            current = stub_processes(self.server_pid, self.repo)
             dead_models = sorted({m for pid, m in known.items() if pid not in current})
             for model in dead_models:
                 t0 = time.monotonic()
@@ -69,7 +75,7 @@ class StubWatchdog(threading.Thread):
                     self.log(f"watchdog: {model!r} reloaded in {time.monotonic() - t0:.1f} s")
                 except Exception as exc:  # noqa: BLE001 - keep watching the others
                     self.log(f"watchdog: reloading {model!r} failed: {exc}")
-            known = _stub_processes(self.server_pid, self.repo) if dead_models else current
+            known = stub_processes(self.server_pid, self.repo) if dead_models else current
 
     def stop(self) -> None:
         self._stop.set()

@@ -158,3 +158,18 @@ def test_info_is_json_and_model_step_dominates(triton, pairs):
     json.dumps(result.info)
     assert open_result(result.data).size == (big.width, big.height)
     assert t["model_ms"] > 0 and t["decode_ms"] > 0
+
+
+def test_admin_apis_need_the_launchers_key(triton):
+    """Anyone who reaches the port may infer, but not unload models or map shared memory."""
+    status, body = http_json(f"{triton.http_url}/v2/repository/models/rmbg_isnet/unload", method="POST")
+    assert status in (401, 403), (status, body)
+    status, _ = http_json(f"{triton.http_url}/v2/systemsharedmemory/status")
+    assert status in (401, 403)
+    assert {m["name"] for m in triton.models()} >= {"rmbg_isnet", "isnet"}  # with the key it works
+    from tritonclient.grpc import InferenceServerClient, InferenceServerException
+
+    grpc = InferenceServerClient(triton.grpc_url)
+    with pytest.raises(InferenceServerException):
+        grpc.unload_model("rmbg_isnet")
+    assert grpc.is_model_ready("rmbg_isnet")

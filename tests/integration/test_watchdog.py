@@ -9,7 +9,7 @@ import time
 import pytest
 
 from rmbg_client import RmbgClient
-from rmbg_server.watchdog import _stub_processes
+from rmbg_server.watchdog import stub_processes
 
 pytestmark = pytest.mark.triton
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.triton
 def test_killed_stub_is_replaced_and_service_restored(triton, model_repository, small_jpeg, model):
     client = RmbgClient(triton.grpc_url)
     client.remove(small_jpeg)
-    stubs = {pid: m for pid, m in _stub_processes(triton.process.pid, model_repository).items() if m == model}
+    stubs = {pid: m for pid, m in stub_processes(triton.process.pid, model_repository).items() if m == model}
     assert stubs, f"no stub found for {model}"
     restarts = len(triton.watchdog.restarts)
     os.kill(next(iter(stubs)), signal.SIGKILL)

@@ -118,3 +118,15 @@ def test_limits_are_configurable(small_jpeg):
         decode_image(small_jpeg, limits=Limits(max_bytes=1000))
     with pytest.raises(RequestError, match="pixels"):
         decode_image(small_jpeg, limits=Limits(max_pixels=1000))
+
+
+def test_output_limit_is_enforced(small_jpeg):
+    from rmbg_backend import steps
+    from rmbg_backend.spec import isnet_spec
+
+    spec = isnet_spec(32)
+    prepared = steps.preprocess(small_jpeg, b"{}", spec)
+    mask = np.ones((1, 32, 32), np.float32)
+    with pytest.raises(RequestError) as info:
+        steps.postprocess(mask, prepared.pixels, prepared.meta, spec, limits=Limits(max_output_bytes=1000))
+    assert info.value.field == "IMAGE_OUT" and "over the limit" in info.value.message

@@ -1,8 +1,12 @@
-"""Triton adapter for the postprocess step (package data, copied by `rmbg build-repo` into <repo>/postprocess_<model>/1/model.py)."""
+"""Triton adapter for the postprocess step.
+
+Package data: `rmbg build-repo` copies it into <repo>/postprocess_<model>/1/model.py.
+"""
 
 import json
 
 import triton_python_backend_utils as pb
+
 from rmbg_backend import steps
 from rmbg_backend.decode import Limits
 from rmbg_backend.spec import ModelSpec

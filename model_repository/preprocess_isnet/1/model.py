@@ -1,9 +1,13 @@
-"""Triton adapter for the preprocess step (package data, copied by `rmbg build-repo` into <repo>/preprocess_<model>/1/model.py)."""
+"""Triton adapter for the preprocess step.
+
+Package data: `rmbg build-repo` copies it into <repo>/preprocess_<model>/1/model.py.
+"""
 
 import json
 
 import numpy as np
 import triton_python_backend_utils as pb
+
 from rmbg_backend import steps
 from rmbg_backend.decode import Limits
 from rmbg_backend.spec import ModelSpec

@@ -1,4 +1,4 @@
-"""Triton adapter: the segmentation engine as onnxruntime inside a Python model (CPU target).
+"""Triton adapter: the segmentation engine (OpenVINO or onnxruntime) inside a Python model (CPU target).
 
 Same tensor names as the native tensorrt_plan / onnxruntime targets, so the ensemble does not
 change between targets. Requests arrive batched by Triton's dynamic batcher; the Python
@@ -9,7 +9,7 @@ import os
 
 import triton_python_backend_utils as pb
 
-from rmbg_backend.engine import OnnxEngine
+from rmbg_backend.engine import make_engine
 from rmbg_backend.triton_glue import error_response, model_parameters
 
 
@@ -17,7 +17,8 @@ class TritonPythonModel:
     def initialize(self, args):
         params = model_parameters(args)
         path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
-        self.engine = OnnxEngine(path, intra_op_threads=int(params.get("intra_op_threads", "0")))
+        self.engine = make_engine(path, params.get("engine", "auto"), int(params.get("threads", "0")),
+                                  params.get("precision", "f32"))
 
     def execute(self, requests):
         try:
