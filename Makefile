@@ -56,5 +56,11 @@ bench: repo $(RMBG_VENV)/.installed ## rembg vs direct onnxruntime vs served, si
 bench-matting: $(STAMP) ## our alpha matting vs pymatting closed form -> perf/results/matting.*
 	$(PY) perf/bench_matting.py
 
+soak: repo ## bounded fixed-rate load, RSS of server and stubs each minute (SOAK_MINUTES=10) -> perf/results/soak.*
+	SOAK_MINUTES=$${SOAK_MINUTES:-10} $(PY) perf/soak.py
+
+audit: $(STAMP) ## pip-audit of the pinned dependencies (fails on known vulnerabilities)
+	$(PY) scripts/audit.py
+
 clean: ## remove the venv, outputs and the generated repository (the download cache stays)
 	rm -rf $(VENV) $(RMBG_VENV) out $(REPO)/*/ .pytest_cache

@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -88,15 +87,6 @@ class Direct:
         return ms, np.asarray(Image.open(io.BytesIO(out)))[:, :, 3]
 
 
-def free_ports(n: int) -> list[int]:
-    ports = []
-    for _ in range(n):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            ports.append(s.getsockname()[1])
-    return ports
-
-
 def served_sweep(client_factory, images: list[bytes], concurrency: int) -> dict:
     latencies = []
 
@@ -131,8 +121,7 @@ def main() -> int:
 
     pairs = eval_pairs()[: args.limit or None]
     served_onnx = args.repo / "isnet" / "1" / "model.onnx"
-    http, grpc, metrics = free_ports(3)
-    server = TritonServer(ServerConfig(args.repo, http_port=http, grpc_port=grpc, metrics_port=metrics),
+    server = TritonServer(ServerConfig.on_free_ports(args.repo),
                           log_file=Path(tempfile.gettempdir()) / "rmbg-bench-triton.log")
     server.start(timeout=180)
     rembg_src = RembgWorker(args.rembg_python, args.source_onnx)
@@ -212,9 +201,10 @@ def plot(summary: dict, sweep: list[dict], path: Path) -> None:
     fig, (a, b, c) = plt.subplots(1, 3, figsize=(16, 4.8))
     names = ["rembg", "rembg_on_our_onnx", "direct", "served_c1", "served_best"]
     vals = [summary[n]["images_per_s"] for n in names]
-    labels = ["rembg\n(published onnx)", "rembg\n(our fp32 onnx)", "direct\n(our recipe)", "served\nc=1",
+    labels = ["rembg\npublished", "rembg\nour fp32", "direct\nORT", "served\nc=1",
               f"served\nc={summary['served_best']['concurrency']}"]
     a.bar(labels, vals, color=["#c44", "#e88", "#999", "#37a", "#15c"])
+    a.tick_params(axis="x", labelsize=8)
     a.set_ylabel("images / s (higher is better)")
     a.set_title(f"throughput, served best / rembg = x{summary['ratio_served_best_to_rembg']:.2f}")
     b.plot([s["concurrency"] for s in sweep], [s["images_per_s"] for s in sweep], "o-", label="images/s")

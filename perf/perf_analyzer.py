@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import struct
 import subprocess
 import sys
@@ -109,15 +108,6 @@ def run(binary: Path, env: dict, url: str, protocol: str, data: Path, csv_out: P
     return read_csv(csv_out)
 
 
-def free_ports(n: int) -> list[int]:
-    ports = []
-    for _ in range(n):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            ports.append(s.getsockname()[1])
-    return ports
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--grpc-url", help="HOST:PORT of a running server (default: start one)")
@@ -133,8 +123,7 @@ def main() -> int:
     if not args.grpc_url:
         from rmbg_server.launcher import ServerConfig, TritonServer
 
-        http, grpc, metrics = free_ports(3)
-        server = TritonServer(ServerConfig(args.repo, http_port=http, grpc_port=grpc, metrics_port=metrics),
+        server = TritonServer(ServerConfig.on_free_ports(args.repo),
                               log_file=Path(tempfile.gettempdir()) / "rmbg-perf-triton.log")
         server.start(timeout=180)
         args.grpc_url, args.http_url = server.grpc_url, server.http_url.removeprefix("http://")

@@ -13,7 +13,6 @@ import itertools
 import json
 import os
 import platform
-import socket
 import sys
 import tempfile
 import threading
@@ -58,12 +57,7 @@ def main() -> int:
     from rmbg_server.watchdog import stub_processes
     from tests.conftest import eval_pairs
 
-    ports = []
-    for _ in range(3):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            ports.append(s.getsockname()[1])
-    server = TritonServer(ServerConfig(args.repo, http_port=ports[0], grpc_port=ports[1], metrics_port=ports[2]),
+    server = TritonServer(ServerConfig.on_free_ports(args.repo),
                           log_file=Path(tempfile.gettempdir()) / "rmbg-soak-triton.log")
     server.start(timeout=180)
     client = RmbgClient(server.grpc_url)

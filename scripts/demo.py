@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import socket
 import sys
 import time
 from pathlib import Path
@@ -26,11 +25,6 @@ VARIANTS = {
     "on-blue.jpg": {"outputFormat": "JPG", "rgba": [30, 90, 200, 255], "outputQuality": 90},
     "clean-edges.webp": {"outputFormat": "WEBP", "postProcessMask": True},
 }
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) != 0
 
 
 def checkerboard(w: int, h: int, cell: int = 16) -> Image.Image:
@@ -72,11 +66,10 @@ def main() -> int:
     if not files:
         print(f"no sample images in {args.images}; pass --images DIR", file=sys.stderr)
         return 2
-    ports = [p for p in range(8000, 8100) if port_free(p)][:3]
-    cfg = ServerConfig(args.repo, http_port=ports[0], grpc_port=ports[1], metrics_port=ports[2])
+    cfg = ServerConfig.on_free_ports(args.repo)
     args.out.mkdir(parents=True, exist_ok=True)
     log = args.out / "triton.log"
-    print(f"starting Triton on 127.0.0.1 (gRPC {ports[1]}, HTTP {ports[0]}), log in {log} ...", flush=True)
+    print(f"starting Triton on 127.0.0.1 (gRPC {cfg.grpc_port}, HTTP {cfg.http_port}), log in {log} ...", flush=True)
     t0 = time.monotonic()
     with TritonServer(cfg, log_file=log) as server:
         print(f"ready in {time.monotonic() - t0:.1f} s", flush=True)

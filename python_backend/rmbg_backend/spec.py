@@ -23,6 +23,11 @@ class ModelSpec:
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     mask_normalization: str = "minmax"
 
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelSpec:
+        """From the JSON form written into config.pbtxt (lists back to tuples)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
     def __post_init__(self) -> None:
         if self.mask_normalization not in ("minmax", "none"):
             raise ValueError(f"mask_normalization must be minmax or none, not {self.mask_normalization!r}")

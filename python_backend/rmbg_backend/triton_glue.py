@@ -13,12 +13,20 @@ from typing import Any
 
 import numpy as np
 
+from rmbg_backend.decode import Limits
 from rmbg_backend.errors import RequestError
+from rmbg_backend.spec import ModelSpec
 
 
 def model_parameters(args: dict[str, str]) -> dict[str, str]:
     config = json.loads(args["model_config"])
     return {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+
+
+def step_settings(args: dict[str, str]) -> tuple[ModelSpec, Limits]:
+    """The ``spec`` and ``limits`` parameters every pre/post model's config carries."""
+    params = model_parameters(args)
+    return ModelSpec.from_dict(json.loads(params["spec"])), Limits(**json.loads(params.get("limits", "{}")))
 
 
 def bytes_input(pb: Any, request: Any, name: str, required: bool = True) -> bytes | None:

@@ -13,6 +13,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -111,6 +112,17 @@ class ServerConfig:
     # shared memory. Set RMBG_ADMIN_KEY to choose it (e.g. for an operator's tooling).
     admin_key: str = field(default_factory=lambda: os.environ.get("RMBG_ADMIN_KEY") or secrets.token_hex(16))
     extra_args: list[str] = field(default_factory=list)
+
+    @classmethod
+    def on_free_ports(cls, model_repository: Path, **kwargs) -> ServerConfig:
+        """Loopback config with three free ports (tests, benchmarks, demos beside a running server)."""
+        return cls(model_repository, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(), **kwargs)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
 
 
 def server_command(install: TritonInstall, cfg: ServerConfig) -> list[str]:

@@ -57,3 +57,27 @@ def test_gpu_trt_target_refuses_without_tensorrt(tmp_path, capsys):
                  "--out", str(tmp_path / "repo")]) == 1
     assert "TensorRT is not installed" in capsys.readouterr().err
     assert not (tmp_path / "repo").exists()
+
+
+def test_full_isnet_export_at_reduced_resolution_matches_pytorch(tmp_path):
+    from rmbg_export.export_onnx import build_model, compare_with_torch, export_onnx
+    from rmbg_export.sources import resolve
+
+    model = build_model("isnet", resolve("synthetic"))
+    path = export_onnx(model, tmp_path / "isnet.onnx", 256, 256)
+    report = compare_with_torch(model, path, 256, 256)
+    assert report["onnx_vs_torch_max_abs"] <= 1e-3 and report["batch_vs_single_max_abs"] <= 1e-5
+
+
+def test_gpu_ort_target_writes_a_native_onnxruntime_config(tmp_path):
+    from rmbg_backend.spec import isnet_spec
+    from rmbg_export.repository import write_repository
+
+    engine = tmp_path / "m.onnx"
+    engine.write_bytes(b"onnx")
+    written = write_repository(tmp_path / "repo", isnet_spec(), engine, target="gpu-ort")
+    config = (tmp_path / "repo" / "isnet" / "config.pbtxt").read_text()
+    assert 'platform: "onnxruntime_onnx"' in config and "KIND_GPU" in config and "tensorrt" in config
+    assert 'name: "input"' in config and 'name: "mask"' in config
+    assert not (tmp_path / "repo" / "isnet" / "1" / "model.py").exists()
+    assert (tmp_path / "repo" / "isnet" / "1" / "model.onnx") in written

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
 
 from rmbg_server.launcher import ServerConfig, TritonServer
 from rmbg_server.watchdog import StubWatchdog
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -30,8 +23,7 @@ def model_repository(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def triton(model_repository, tmp_path_factory):
-    cfg = ServerConfig(model_repository, http_port=free_port(), grpc_port=free_port(),
-                       metrics_port=free_port())
+    cfg = ServerConfig.on_free_ports(model_repository)
     log = tmp_path_factory.mktemp("logs") / "triton.log"
     server = TritonServer(cfg, log_file=log)
     server.start(timeout=180)

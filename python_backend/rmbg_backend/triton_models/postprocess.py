@@ -8,17 +8,12 @@ import json
 import triton_python_backend_utils as pb
 
 from rmbg_backend import steps
-from rmbg_backend.decode import Limits
-from rmbg_backend.spec import ModelSpec
-from rmbg_backend.triton_glue import bytes_input, bytes_tensor, json_tensor, model_parameters, respond_each
+from rmbg_backend.triton_glue import bytes_input, bytes_tensor, json_tensor, respond_each, step_settings
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        params = model_parameters(args)
-        spec = json.loads(params["spec"])
-        self.spec = ModelSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
-        self.limits = Limits(**json.loads(params.get("limits", "{}")))
+        self.spec, self.limits = step_settings(args)
 
     def _handle(self, request):
         meta = json.loads(bytes_input(pb, request, "META"))

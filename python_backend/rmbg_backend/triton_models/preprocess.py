@@ -3,23 +3,16 @@
 Package data: `rmbg build-repo` copies it into <repo>/preprocess_<model>/1/model.py.
 """
 
-import json
-
 import numpy as np
 import triton_python_backend_utils as pb
 
 from rmbg_backend import steps
-from rmbg_backend.decode import Limits
-from rmbg_backend.spec import ModelSpec
-from rmbg_backend.triton_glue import bytes_input, json_tensor, model_parameters, respond_each
+from rmbg_backend.triton_glue import bytes_input, json_tensor, respond_each, step_settings
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        params = model_parameters(args)
-        spec = json.loads(params["spec"])
-        self.spec = ModelSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
-        self.limits = Limits(**json.loads(params.get("limits", "{}")))
+        self.spec, self.limits = step_settings(args)
 
     def _handle(self, request):
         prepared = steps.preprocess(
