@@ -33,7 +33,7 @@ def main() -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--onnx", type=Path, default=ROOT / "model_repository" / "isnet" / "1" / "model.onnx")
-    ap.add_argument("--limit", type=int, default=12)
+    ap.add_argument("--limit", type=int, default=0, help="first N eval images (0: all 31)")
     ap.add_argument("--out", type=Path, default=ROOT / "perf" / "results" / "engines.json")
     args = ap.parse_args()
     engines = {"onnxruntime": OnnxEngine(str(args.onnx), 2), "openvino_f32": OpenVinoEngine(str(args.onnx), 2, "f32"),
@@ -41,7 +41,7 @@ def main() -> int:
     spec = isnet_spec()
     times = {k: [] for k in engines}
     diffs = {k: [] for k in engines}
-    pairs = eval_pairs()[: args.limit]
+    pairs = eval_pairs()[: args.limit or None]
     for e in engines.values():
         e.run(np.zeros((1, 3, 1024, 1024), np.float32))
     for p in pairs:
