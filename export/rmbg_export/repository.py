@@ -188,6 +188,7 @@ def write_repository(
         written.append(d / "1" / "model.py")
     engine_name = "model.plan" if target == "gpu-trt" else "model.onnx"
     dest = d / "1" / engine_name
+    dest.parent.mkdir(parents=True, exist_ok=True)
     if not dest.exists() or engine_file.resolve() != dest.resolve():
         dest.unlink(missing_ok=True)
         try:
