@@ -31,13 +31,13 @@ class Options:
     postProcessMask: bool = False
     preserveAlpha: bool = False
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
     @classmethod
-    def from_json(cls, text: str) -> Options:
+    def from_dict(cls, data: dict[str, Any]) -> Options:
         """Rebuild options already validated upstream (the step-to-step META hand-off)."""
-        data = json.loads(text)
+        data = dict(data)
         if data.get("rgba") is not None:
             data["rgba"] = tuple(data["rgba"])
         return cls(**data)

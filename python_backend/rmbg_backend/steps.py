@@ -9,7 +9,6 @@ ensemble's tensor hand-offs), the same on every target.
 from __future__ import annotations
 
 import base64
-import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -51,7 +50,7 @@ def preprocess(image_bytes: bytes, options_raw: bytes | None, spec: ModelSpec,
         "width": image.width,
         "height": image.height,
         "format": image.format,
-        "options": json.loads(options.to_json()),
+        "options": options.to_dict(),
         "icc": base64.b64encode(image.icc_profile).decode() if image.icc_profile else None,
         "timings": {"decode_ms": decode_ms, "preprocess_ms": _ms(t1)},
         "preprocess_end": time.time(),
@@ -72,7 +71,7 @@ def postprocess(mask: np.ndarray, pixels: np.ndarray, meta: dict[str, Any], spec
     t0 = time.perf_counter()
     timings = dict(meta["timings"])
     timings["model_ms"] = round((time.time() - meta["preprocess_end"]) * 1000.0, 3)
-    options = Options.from_json(json.dumps(meta["options"]))
+    options = Options.from_dict(meta["options"])
     image = unpack_pixels(pixels, meta)
     background = None
     if background_bytes is not None and not options.returnOnlyMask:

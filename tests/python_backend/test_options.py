@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from rmbg_backend.errors import RequestError
@@ -18,7 +20,7 @@ def test_all_keys_parse_and_normalise():
         b'"postProcessMask":true,"preserveAlpha":true}'
     )
     assert o == Options("JPG", 80, True, (1, 2, 3, 4), True, 200, 20, 5, True, True)
-    assert Options.from_json(o.to_json()) == o
+    assert Options.from_dict(json.loads(json.dumps(o.to_dict()))) == o  # as META travels
 
 
 @pytest.mark.parametrize(
