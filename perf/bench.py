@@ -70,11 +70,11 @@ class Direct:
     """Our recipe in-process: the served computation without Triton."""
 
     def __init__(self, onnx_path: Path) -> None:
-        from rmbg_backend.engine import OnnxEngine
-        from rmbg_backend.spec import isnet_spec
+        from rmbg_backend.engines import OnnxEngine
+        from rmbg_backend.families import family
 
         self.engine = OnnxEngine(str(onnx_path), intra_op_threads=2)
-        self.spec = isnet_spec()
+        self.spec = family("isnet").spec()
 
     def remove(self, data: bytes) -> tuple[float, np.ndarray]:
         from rmbg_backend import steps

@@ -25,10 +25,10 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> int:
-    from rmbg_backend.engine import OnnxEngine, OpenVinoEngine
+    from rmbg_backend.engines import OnnxEngine, OpenVinoEngine
+    from rmbg_backend.families import family
     from rmbg_backend.mask import mask_to_alpha
     from rmbg_backend.preprocess import to_model_input
-    from rmbg_backend.spec import isnet_spec
     from tests.conftest import eval_pairs
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -38,7 +38,7 @@ def main() -> int:
     args = ap.parse_args()
     engines = {"onnxruntime": OnnxEngine(str(args.onnx), 2), "openvino_f32": OpenVinoEngine(str(args.onnx), 2, "f32"),
                "openvino_bf16": OpenVinoEngine(str(args.onnx), 2, "bf16")}
-    spec = isnet_spec()
+    spec = family("isnet").spec()
     times = {k: [] for k in engines}
     diffs = {k: [] for k in engines}
     pairs = eval_pairs()[: args.limit or None]

@@ -17,28 +17,19 @@ from typing import Any
 
 import numpy as np
 
-
-class RmbgError(Exception):
-    """Base class of every error this client raises."""
-
-
-class ServerUnavailableError(RmbgError):
-    """The server could not be reached or the model is not ready.
-
-    ``transient`` marks a model being reloaded after a crash: worth retrying shortly.
-    """
-
-    def __init__(self, message: str, transient: bool = False) -> None:
-        super().__init__(message)
-        self.transient = transient
-
-
-class InvalidInputError(RmbgError):
-    """The server rejected this request's data (bad image, bad option); retrying will not help."""
-
-
-class ServerError(RmbgError):
-    """The server failed while processing a valid request."""
+from rmbg_backend.contract import (
+    BACKGROUND,
+    ENSEMBLE_INPUTS,
+    ENSEMBLE_OUTPUTS,
+    IMAGE,
+    IMAGE_OUT,
+    INFO,
+    OPTIONS,
+    ensemble_name,
+)
+from rmbg_client.errors import InvalidInputError, RmbgError, ServerError, ServerUnavailableError
+from rmbg_client.images import to_base64, to_data_uri, to_image_bytes
+from rmbg_client.tasks import remove_background as run_task
 
 
 @dataclass
@@ -60,13 +51,9 @@ class RemovalResult:
         return image
 
     def to_base64(self) -> str:
-        from rmbg_client.images import to_base64
-
         return to_base64(self.data)
 
     def to_data_uri(self) -> str:
-        from rmbg_client.images import to_data_uri
-
         return to_data_uri(self.data, self.content_type)
 
     @property
@@ -85,7 +72,7 @@ def _classify(exc: Exception) -> RmbgError:
     status = getattr(exc, "status", lambda: None)()
     lowered = text.lower()
     if "invalid_arg" in lowered or status in ("StatusCode.INVALID_ARGUMENT", "400") or (
-        "IMAGE:" in text or "OPTIONS:" in text or "BACKGROUND:" in text
+        any(f"{name}:" in text for name in ENSEMBLE_INPUTS)
     ):
         return InvalidInputError(text)
     if any(h in lowered for h in _RELOADING_HINTS):
@@ -107,15 +94,15 @@ def _options_json(options: dict[str, Any] | str | None) -> bytes:
 
 def build_request(mod: Any, image: bytes, options: Any, background: bytes | None):
     """Inputs/outputs for ``mod`` (tritonclient.grpc, .http or their .aio variants)."""
-    tensors = [("IMAGE", image), ("OPTIONS", _options_json(options))]
+    tensors = [(IMAGE, image), (OPTIONS, _options_json(options))]
     if background is not None:
-        tensors.append(("BACKGROUND", background))
+        tensors.append((BACKGROUND, background))
     inputs = []
     for name, value in tensors:
         t = mod.InferInput(name, [1, 1], "BYTES")
         t.set_data_from_numpy(np.array([[value]], dtype=np.object_))
         inputs.append(t)
-    return inputs, [mod.InferRequestedOutput(n) for n in ("IMAGE_OUT", "INFO")]
+    return inputs, [mod.InferRequestedOutput(n) for n in ENSEMBLE_OUTPUTS]
 
 
 class RmbgClient:
@@ -134,7 +121,7 @@ class RmbgClient:
 
     @property
     def ensemble(self) -> str:
-        return f"rmbg_{self.model}"
+        return ensemble_name(self.model)
 
     def _module(self):
         if self.protocol == "grpc":
@@ -154,8 +141,8 @@ class RmbgClient:
 
     @staticmethod
     def _result(response) -> RemovalResult:
-        data = response.as_numpy("IMAGE_OUT").reshape(-1)[0]
-        info = json.loads(response.as_numpy("INFO").reshape(-1)[0])
+        data = response.as_numpy(IMAGE_OUT).reshape(-1)[0]
+        info = json.loads(response.as_numpy(INFO).reshape(-1)[0])
         return RemovalResult(bytes(data), info)
 
     def ready(self) -> bool:
@@ -168,8 +155,6 @@ class RmbgClient:
                background: Any = None) -> RemovalResult:
         """Remove the background of one image: bytes, path, PIL image, numpy array, base64,
         data URI or http(s) URL (fetched here, with limits)."""
-        from rmbg_client.images import to_image_bytes
-
         image = to_image_bytes(image)
         if background is not None:
             background = to_image_bytes(background, name="background")
@@ -222,9 +207,7 @@ class RmbgClient:
 
     def remove_background(self, task: dict[str, Any]) -> dict[str, Any]:
         """A hosted-API ``removeBackground`` task in, the hosted-API response shape out."""
-        from rmbg_client.tasks import remove_background
-
-        return remove_background(task, self)
+        return run_task(task, self)
 
     def close(self) -> None:
         client = getattr(self._local, "client", None)
@@ -258,7 +241,7 @@ class AsyncRmbgClient:
         inputs, outputs = build_request(self._mod, image, options, background)
         try:
             kwargs = {"client_timeout": self.timeout} if self.protocol == "grpc" else {"timeout": int(self.timeout)}
-            response = await self._client.infer(f"rmbg_{self.model}", inputs, outputs=outputs, **kwargs)
+            response = await self._client.infer(ensemble_name(self.model), inputs, outputs=outputs, **kwargs)
         except Exception as exc:  # noqa: BLE001
             raise _classify(exc) from exc
         return RmbgClient._result(response)

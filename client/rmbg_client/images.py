@@ -16,19 +16,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from rmbg_client.client import RmbgError
+from rmbg_client.errors import ImageInputError, UploadError
 
 MAX_FETCH_BYTES = 50 * 1024 * 1024
 FETCH_TIMEOUT_S = 30.0
 _DATA_URI = re.compile(r"^data:(?P<mime>[\w.+/-]*)(?:;[\w=.-]+)*?(?P<b64>;base64)?,(?P<data>.*)$", re.S)
-
-
-class ImageInputError(RmbgError):
-    """An input image could not be read on the client (bad path, URL, base64...)."""
-
-
-class UploadError(RmbgError):
-    """The result could not be uploaded to the given URL."""
 
 
 def fetch_url(url: str, max_bytes: int = MAX_FETCH_BYTES, timeout: float = FETCH_TIMEOUT_S) -> bytes:

@@ -8,14 +8,20 @@ A platform that today posts tasks such as
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Protocol
 
-from rmbg_client.client import InvalidInputError, RmbgClient
+from rmbg_client.errors import InvalidInputError
 from rmbg_client.images import to_base64, to_data_uri, to_image_bytes, upload
 
 OUTPUT_TYPES = ("URL", "base64Data", "dataURI")
 _TOP_LEVEL = {"taskType", "taskUUID", "inputs", "inputImage", "settings", "outputType", "outputFormat",
               "outputQuality", "uploadEndpoint", "includeCost", "model"}
+
+
+class _Remover(Protocol):
+    """What a task needs of a client (``RmbgClient`` in practice), without importing it."""
+
+    def remove(self, image: Any, options: dict[str, Any] | str | None = None, background: Any = None) -> Any: ...
 
 
 def _task_error(field: str, message: str) -> InvalidInputError:
@@ -55,7 +61,7 @@ def parse_task(task: dict[str, Any]) -> tuple[Any, dict[str, Any], str, str | No
     return image, options, output_type, endpoint
 
 
-def remove_background(task: dict[str, Any], client: RmbgClient, *, fetch_timeout: float = 30.0,
+def remove_background(task: dict[str, Any], client: _Remover, *, fetch_timeout: float = 30.0,
                       max_fetch_bytes: int = 50 * 1024 * 1024) -> dict[str, Any]:
     """Run one task; returns ``{taskType, taskUUID, imageUUID, imageBase64Data|imageDataURI|imageURL}``."""
     image, options, output_type, endpoint = parse_task(task)

@@ -1,203 +1,271 @@
-"""Write a Triton model repository: preprocess -> engine -> postprocess behind one ensemble.
+"""``rmbg build-repo``: write a Triton model repository, preprocess -> engine -> postprocess.
 
-Configs are generated here, from the ModelSpec, so the four models of an ensemble can never
-disagree about sizes or tensor names. The engine's tensor names (``input`` / ``mask``) are the
-same on every target, so the ensemble is unchanged between CPU and GPU deployments.
+Configs are built here from small typed structures and the family's ``ModelSpec``, so the four
+models of an ensemble can never disagree about sizes or tensor names, and every setting is a
+``build-repo`` flag (``RepositorySettings``) rather than a hand edit of a generated file. The
+engine's tensor names are the same on every target, so the ensemble never changes.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from rmbg_backend import contract as c
 from rmbg_backend.decode import Limits
-from rmbg_backend.spec import ModelSpec
+from rmbg_backend.families import ModelSpec, family
+from rmbg_export import metadata
+from rmbg_export.builders import servable_onnx
+from rmbg_export.cache import human_size
+from rmbg_export.sources import resolve
 
-TARGETS = ("cpu", "gpu-trt", "gpu-ort")
+log = logging.getLogger(__name__)
+ENGINE_FILES = {"gpu-trt": "model.plan"}  # every other target loads model.onnx
 
 
-def _adapter_source(name: str) -> str:
-    return (resources.files("rmbg_backend") / "triton_models" / f"{name}.py").read_text()
+@dataclass(frozen=True)
+class Tensor:
+    name: str
+    dtype: str  # Triton's TYPE_* without the prefix
+    dims: tuple[int, ...]
+    optional: bool = False
+    ragged: bool = False
+
+    def pbtxt(self) -> str:
+        extra = (" optional: true" if self.optional else "") + (" allow_ragged_batch: true" if self.ragged else "")
+        dims = ", ".join(str(d) for d in self.dims)
+        return f'{{ name: "{self.name}" data_type: TYPE_{self.dtype} dims: [ {dims} ]{extra} }}'
 
 
-def _params(values: dict[str, str]) -> str:
-    return "\n".join(
-        f'parameters {{ key: "{k}" value: {{ string_value: {json.dumps(v)} }} }}' for k, v in values.items()
+@dataclass(frozen=True)
+class ModelConfig:
+    """One model's config.pbtxt: the fields this project uses, nothing free-form but ``extra``."""
+
+    name: str
+    inputs: tuple[Tensor, ...]
+    outputs: tuple[Tensor, ...]
+    max_batch: int
+    backend: str | None = None
+    platform: str | None = None
+    instance_kind: str | None = "KIND_CPU"
+    instances: int = 1
+    dynamic_batching: bool = True
+    parameters: dict[str, str] = field(default_factory=dict)
+    extra: tuple[str, ...] = ()  # whole pbtxt blocks (ensemble steps, accelerators)
+
+    def pbtxt(self) -> str:
+        lines = [f'name: "{self.name}"']
+        lines += [f'backend: "{self.backend}"'] if self.backend else []
+        lines += [f'platform: "{self.platform}"'] if self.platform else []
+        lines.append(f"max_batch_size: {self.max_batch}")
+        lines.append("input [\n  " + ",\n  ".join(t.pbtxt() for t in self.inputs) + "\n]")
+        lines.append("output [\n  " + ",\n  ".join(t.pbtxt() for t in self.outputs) + "\n]")
+        if self.dynamic_batching:
+            lines.append("dynamic_batching { max_queue_delay_microseconds: 0 }")
+        if self.instance_kind:
+            lines.append(f"instance_group [ {{ kind: {self.instance_kind} count: {self.instances} }} ]")
+        lines += [f'parameters {{ key: "{k}" value: {{ string_value: {json.dumps(v)} }} }}'
+                  for k, v in self.parameters.items()]
+        lines += list(self.extra)
+        return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class RepositorySettings:
+    """Everything ``build-repo`` flags control in the generated configs."""
+
+    target: str = "cpu"
+    precision: str = "f32"
+    max_batch: int = 4
+    pre_instances: int = 1
+    post_instances: int = 1
+    engine_instances: int = 1
+    threads: int = 0
+    cpu_engine: str = "auto"
+    limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self) -> None:
+        if self.target not in c.TARGET_PRECISIONS:
+            raise ValueError(f"unknown target {self.target!r}; choose one of {', '.join(c.TARGETS)}")
+        allowed = c.TARGET_PRECISIONS[self.target]
+        if self.precision not in allowed:
+            raise ValueError(f"--precision {self.precision} is not offered for --target {self.target}; "
+                             f"choose one of {', '.join(allowed)}")
+        for name in ("max_batch", "pre_instances", "post_instances", "engine_instances"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+
+
+def _engine_io(spec: ModelSpec) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
+    return ((Tensor(c.ENGINE_INPUT, "FP32", (3, spec.height, spec.width)),),
+            (Tensor(c.ENGINE_OUTPUT, "FP32", (1, spec.height, spec.width)),))
+
+
+def _step_parameters(spec: ModelSpec, limits: Limits) -> dict[str, str]:
+    return {"spec": json.dumps(asdict(spec), separators=(",", ":")), "limits": json.dumps(asdict(limits))}
+
+
+def preprocess_config(spec: ModelSpec, s: RepositorySettings) -> ModelConfig:
+    engine_input, _ = _engine_io(spec)
+    return ModelConfig(
+        c.step_name("preprocess", spec.name),
+        inputs=(Tensor(c.IMAGE, "STRING", (1,)), Tensor(c.OPTIONS, "STRING", (1,), optional=True)),
+        outputs=(*engine_input, Tensor(c.PIXELS, "UINT8", (-1, -1, -1)), Tensor(c.META, "STRING", (1,))),
+        max_batch=s.max_batch, backend="python", instances=s.pre_instances,
+        parameters=_step_parameters(spec, s.limits),
     )
 
 
-def _spec_json(spec: ModelSpec) -> str:
-    return json.dumps(asdict(spec), separators=(",", ":"))
+def postprocess_config(spec: ModelSpec, s: RepositorySettings) -> ModelConfig:
+    _, engine_output = _engine_io(spec)
+    return ModelConfig(
+        c.step_name("postprocess", spec.name),
+        inputs=(*engine_output, Tensor(c.PIXELS, "UINT8", (-1, -1, -1), ragged=True),
+                Tensor(c.META, "STRING", (1,)), Tensor(c.BACKGROUND, "STRING", (1,), optional=True)),
+        outputs=(Tensor(c.IMAGE_OUT, "STRING", (1,)), Tensor(c.INFO, "STRING", (1,))),
+        max_batch=s.max_batch, backend="python", instances=s.post_instances,
+        parameters=_step_parameters(spec, s.limits),
+    )
 
 
-def preprocess_config(spec: ModelSpec, max_batch: int, instances: int, limits: Limits) -> str:
-    h, w = spec.height, spec.width
-    return f"""name: "preprocess_{spec.name}"
-backend: "python"
-max_batch_size: {max_batch}
-input [
-  {{ name: "IMAGE" data_type: TYPE_STRING dims: [ 1 ] }},
-  {{ name: "OPTIONS" data_type: TYPE_STRING dims: [ 1 ] optional: true }}
-]
-output [
-  {{ name: "input" data_type: TYPE_FP32 dims: [ 3, {h}, {w} ] }},
-  {{ name: "PIXELS" data_type: TYPE_UINT8 dims: [ -1, -1, -1 ] }},
-  {{ name: "META" data_type: TYPE_STRING dims: [ 1 ] }}
-]
-dynamic_batching {{ max_queue_delay_microseconds: 0 }}
-instance_group [ {{ kind: KIND_CPU count: {instances} }} ]
-{_params({"spec": _spec_json(spec), "limits": json.dumps(asdict(limits))})}
-"""
-
-
-def postprocess_config(spec: ModelSpec, max_batch: int, instances: int, limits: Limits) -> str:
-    h, w = spec.height, spec.width
-    return f"""name: "postprocess_{spec.name}"
-backend: "python"
-max_batch_size: {max_batch}
-input [
-  {{ name: "mask" data_type: TYPE_FP32 dims: [ 1, {h}, {w} ] }},
-  {{ name: "PIXELS" data_type: TYPE_UINT8 dims: [ -1, -1, -1 ] allow_ragged_batch: true }},
-  {{ name: "META" data_type: TYPE_STRING dims: [ 1 ] }},
-  {{ name: "BACKGROUND" data_type: TYPE_STRING dims: [ 1 ] optional: true }}
-]
-output [
-  {{ name: "IMAGE_OUT" data_type: TYPE_STRING dims: [ 1 ] }},
-  {{ name: "INFO" data_type: TYPE_STRING dims: [ 1 ] }}
-]
-dynamic_batching {{ max_queue_delay_microseconds: 0 }}
-instance_group [ {{ kind: KIND_CPU count: {instances} }} ]
-{_params({"spec": _spec_json(spec), "limits": json.dumps(asdict(limits))})}
-"""
-
-
-def engine_config(spec: ModelSpec, target: str, max_batch: int, instances: int,
-                  threads: int = 0, cpu_engine: str = "auto", precision: str = "f32") -> str:
-    h, w = spec.height, spec.width
-    io = f"""input [ {{ name: "input" data_type: TYPE_FP32 dims: [ 3, {h}, {w} ] }} ]
-output [ {{ name: "mask" data_type: TYPE_FP32 dims: [ 1, {h}, {w} ] }} ]
-dynamic_batching {{ max_queue_delay_microseconds: 0 }}"""
-    if target == "cpu":
-        head = f'backend: "python"\nmax_batch_size: {max_batch}'
-        tail = f"""instance_group [ {{ kind: KIND_CPU count: {instances} }} ]
-{_params({"engine": cpu_engine, "threads": str(threads), "precision": precision})}"""
-    elif target == "gpu-trt":
-        head = f'platform: "tensorrt_plan"\nmax_batch_size: {max_batch}\ndefault_model_filename: "model.plan"'
-        tail = f"instance_group [ {{ kind: KIND_GPU count: {instances} }} ]"
-    elif target == "gpu-ort":
-        head = f'platform: "onnxruntime_onnx"\nmax_batch_size: {max_batch}'
-        tail = f"""instance_group [ {{ kind: KIND_GPU count: {instances} }} ]
-optimization {{ execution_accelerators {{ gpu_execution_accelerator: [ {{
+_ORT_TENSORRT = """optimization {{ execution_accelerators {{ gpu_execution_accelerator: [ {{
   name: "tensorrt"
-  parameters {{ key: "precision_mode" value: "FP16" }}
+  parameters {{ key: "precision_mode" value: "{precision}" }}
   parameters {{ key: "max_workspace_size_bytes" value: "4294967296" }}
   parameters {{ key: "trt_engine_cache_enable" value: "1" }}
 }} ] }} }}"""
-    else:
-        raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
-    return f'name: "{spec.name}"\n{head}\n{io}\n{tail}\n'
 
 
-def ensemble_config(spec: ModelSpec, max_batch: int) -> str:
+def engine_config(spec: ModelSpec, s: RepositorySettings) -> ModelConfig:
+    inputs, outputs = _engine_io(spec)
+    common = {"name": spec.name, "inputs": inputs, "outputs": outputs, "max_batch": s.max_batch,
+              "instances": s.engine_instances}
+    if s.target == "cpu":
+        return ModelConfig(**common, backend="python", parameters={
+            "engine": s.cpu_engine, "threads": str(s.threads), "precision": s.precision,
+            "engine_file": engine_file_name(s.target)})
+    if s.target == "gpu-trt":
+        return ModelConfig(**common, platform="tensorrt_plan", instance_kind="KIND_GPU",
+                           extra=('default_model_filename: "model.plan"',))
+    precision = "FP16" if s.precision == "fp16" else "FP32"
+    return ModelConfig(**common, platform="onnxruntime_onnx", instance_kind="KIND_GPU",
+                       extra=(_ORT_TENSORRT.format(precision=precision),))
+
+
+def _ensemble_step(model: str, inputs: dict[str, str], outputs: dict[str, str]) -> str:
+    maps = [f'      input_map {{ key: "{k}" value: "{v}" }}' for k, v in inputs.items()]
+    maps += [f'      output_map {{ key: "{k}" value: "{v}" }}' for k, v in outputs.items()]
+    return "    {\n" + f'      model_name: "{model}"\n      model_version: -1\n' + "\n".join(maps) + "\n    }"
+
+
+def ensemble_config(spec: ModelSpec, s: RepositorySettings) -> ModelConfig:
     m = spec.name
-    return f"""name: "rmbg_{m}"
-platform: "ensemble"
-max_batch_size: {max_batch}
-input [
-  {{ name: "IMAGE" data_type: TYPE_STRING dims: [ 1 ] }},
-  {{ name: "OPTIONS" data_type: TYPE_STRING dims: [ 1 ] optional: true }},
-  {{ name: "BACKGROUND" data_type: TYPE_STRING dims: [ 1 ] optional: true }}
-]
-output [
-  {{ name: "IMAGE_OUT" data_type: TYPE_STRING dims: [ 1 ] }},
-  {{ name: "INFO" data_type: TYPE_STRING dims: [ 1 ] }}
-]
-ensemble_scheduling {{
-  step [
-    {{
-      model_name: "preprocess_{m}"
-      model_version: -1
-      input_map {{ key: "IMAGE" value: "IMAGE" }}
-      input_map {{ key: "OPTIONS" value: "OPTIONS" }}
-      output_map {{ key: "input" value: "model_input" }}
-      output_map {{ key: "PIXELS" value: "pixels" }}
-      output_map {{ key: "META" value: "meta" }}
-    }},
-    {{
-      model_name: "{m}"
-      model_version: -1
-      input_map {{ key: "input" value: "model_input" }}
-      output_map {{ key: "mask" value: "mask" }}
-    }},
-    {{
-      model_name: "postprocess_{m}"
-      model_version: -1
-      input_map {{ key: "mask" value: "mask" }}
-      input_map {{ key: "PIXELS" value: "pixels" }}
-      input_map {{ key: "META" value: "meta" }}
-      input_map {{ key: "BACKGROUND" value: "BACKGROUND" }}
-      output_map {{ key: "IMAGE_OUT" value: "IMAGE_OUT" }}
-      output_map {{ key: "INFO" value: "INFO" }}
-    }}
-  ]
-}}
-"""
+    steps = [
+        _ensemble_step(c.step_name("preprocess", m), {c.IMAGE: c.IMAGE, c.OPTIONS: c.OPTIONS},
+                       {c.ENGINE_INPUT: "model_input", c.PIXELS: "pixels", c.META: "meta"}),
+        _ensemble_step(m, {c.ENGINE_INPUT: "model_input"}, {c.ENGINE_OUTPUT: "mask"}),
+        _ensemble_step(c.step_name("postprocess", m),
+                       {c.ENGINE_OUTPUT: "mask", c.PIXELS: "pixels", c.META: "meta", c.BACKGROUND: c.BACKGROUND},
+                       {c.IMAGE_OUT: c.IMAGE_OUT, c.INFO: c.INFO}),
+    ]
+    scheduling = "ensemble_scheduling {\n  step [\n" + ",\n".join(steps) + "\n  ]\n}"
+    return ModelConfig(
+        c.ensemble_name(m),
+        inputs=(Tensor(c.IMAGE, "STRING", (1,)), Tensor(c.OPTIONS, "STRING", (1,), optional=True),
+                Tensor(c.BACKGROUND, "STRING", (1,), optional=True)),
+        outputs=(Tensor(c.IMAGE_OUT, "STRING", (1,)), Tensor(c.INFO, "STRING", (1,))),
+        max_batch=s.max_batch, platform="ensemble", instance_kind=None, dynamic_batching=False,
+        extra=(scheduling,),
+    )
 
 
-def _write(path: Path, text: str) -> None:
+def _adapter_source(name: str) -> str:
+    return (resources.files("rmbg_backend") / "triton" / f"{name}.py").read_text()
+
+
+def _write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
+    return path
 
 
-def write_repository(
-    out: Path,
-    spec: ModelSpec,
-    engine_file: Path,
-    target: str = "cpu",
-    max_batch: int = 4,
-    pre_instances: int = 1,
-    post_instances: int = 1,
-    engine_instances: int = 1,
-    threads: int = 0,
-    cpu_engine: str = "auto",
-    precision: str = "f32",
-    limits: Limits = Limits(),
-) -> list[Path]:
-    """Write the four models of ``rmbg_<spec.name>`` under ``out``; returns the files written."""
-    if target not in TARGETS:
-        raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
-    m = spec.name
-    written = []
-    for step, config, source in (
-        ("preprocess", preprocess_config(spec, max_batch, pre_instances, limits), "preprocess"),
-        ("postprocess", postprocess_config(spec, max_batch, post_instances, limits), "postprocess"),
-    ):
-        d = out / f"{step}_{m}"
-        _write(d / "config.pbtxt", config)
-        _write(d / "1" / "model.py", _adapter_source(source))
-        written += [d / "config.pbtxt", d / "1" / "model.py"]
-    d = out / m
-    _write(d / "config.pbtxt", engine_config(spec, target, max_batch, engine_instances, threads, cpu_engine, precision))
-    written.append(d / "config.pbtxt")
-    if target == "cpu":
-        _write(d / "1" / "model.py", _adapter_source("segment_onnx"))
-        written.append(d / "1" / "model.py")
-    engine_name = "model.plan" if target == "gpu-trt" else "model.onnx"
-    dest = d / "1" / engine_name
+def _place(engine_file: Path, dest: Path) -> Path:
+    """Weights are large and immutable: hard-link them into the repository where possible."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if not dest.exists() or engine_file.resolve() != dest.resolve():
-        dest.unlink(missing_ok=True)
-        try:
-            os.link(engine_file, dest)  # weights are large and immutable: share, don't copy
-        except OSError:
-            shutil.copyfile(engine_file, dest)
-    written.append(dest)
-    e = out / f"rmbg_{m}"
-    _write(e / "config.pbtxt", ensemble_config(spec, max_batch))
-    (e / "1").mkdir(exist_ok=True)
-    written.append(e / "config.pbtxt")
+    if dest.exists() and engine_file.resolve() == dest.resolve():
+        return dest
+    dest.unlink(missing_ok=True)
+    try:
+        os.link(engine_file, dest)
+    except OSError:
+        shutil.copyfile(engine_file, dest)
+    return dest
+
+
+def engine_file_name(target: str) -> str:
+    return ENGINE_FILES.get(target, "model.onnx")
+
+
+def write_repository(out: Path, spec: ModelSpec, engine_file: Path,
+                     settings: RepositorySettings = RepositorySettings()) -> list[Path]:
+    """Write the four models of ``rmbg_<spec.name>`` under ``out``; returns the files written.
+
+    An ONNX engine must carry provenance metadata matching ``spec`` (``rmbg_export.metadata``).
+    """
+    if engine_file.suffix == ".onnx":
+        metadata.check_matches(engine_file, spec)
+    written = []
+    for config, adapter in ((preprocess_config(spec, settings), "preprocess"),
+                            (postprocess_config(spec, settings), "postprocess")):
+        d = out / config.name
+        written += [_write(d / "config.pbtxt", config.pbtxt()), _write(d / "1" / "model.py", _adapter_source(adapter))]
+    engine = engine_config(spec, settings)
+    d = out / engine.name
+    written.append(_write(d / "config.pbtxt", engine.pbtxt()))
+    if settings.target == "cpu":
+        written.append(_write(d / "1" / "model.py", _adapter_source("segment_cpu")))
+    written.append(_place(engine_file, d / "1" / engine_file_name(settings.target)))
+    ensemble = ensemble_config(spec, settings)
+    written.append(_write(out / ensemble.name / "config.pbtxt", ensemble.pbtxt()))
+    (out / ensemble.name / "1").mkdir(exist_ok=True)
     return written
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    written: list[Path]
+    source: str
+    licence: str
+    synthetic: bool
+
+
+def build_repo(model: str, source: str, settings: RepositorySettings = RepositorySettings(),
+               out: Path = Path("model_repository"), size: int | None = None,
+               variant: str | None = None) -> BuildResult:
+    """Resolve ``source``, make the engine for the target and write the ``rmbg_<model>`` ensemble.
+
+    ``variant`` picks a definition for PyTorch weights (``birefnet-lite``, tiny test variants);
+    by default it follows the checkpoint.
+    """
+    fam = family(model)
+    spec = fam.spec(size)
+    if settings.target == "gpu-trt":
+        from rmbg_export.builders import check_available
+
+        check_available()  # refuse before any slow conversion or export
+    weights = resolve(source)
+    log.warning("weights %s are under this licence: %s", source, weights.licence)
+    engine = servable_onnx(fam, weights, spec, variant)
+    if settings.target == "gpu-trt":
+        from rmbg_export.builders import build_engine
+
+        engine = build_engine(engine, spec, max_batch=settings.max_batch, fp16=settings.precision == "fp16")
+    written = write_repository(out, spec, engine, settings)
+    for path in written:
+        log.info("wrote %s (%s)", path, human_size(path.stat().st_size))
+    return BuildResult(written, source, weights.licence, weights.kind == "synthetic")

@@ -1,12 +1,14 @@
 """Weight sources: ``imgly-isnet`` (npm), ``hf:<repo>``, a local file, ``synthetic``.
 
-Each resolves to a local file plus the licence users must see before they ship it.
+Each resolves to a local file plus the licence users must see before they ship it; the
+licences themselves are part of each family's record in ``rmbg_backend.families``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -15,23 +17,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from rmbg_backend.families import licence_of
 from rmbg_export.cache import cache_dir, human_size
 
+log = logging.getLogger(__name__)
+
 IMGLY_PACKAGE = "@imgly/background-removal-data@1.4.5"
-
-LICENCES = {
-    "imgly-isnet": "AGPL-3.0 (npm package @imgly/background-removal-data; IS-Net weights from "
-    "the DIS project). Serving it to others obliges you to offer your source under AGPL-3.0.",
-    "briaai/RMBG-1.4": "BRIA RMBG-1.4 licence: non-commercial use only; commercial use needs "
-    "an agreement with BRIA AI.",
-    "briaai/RMBG-2.0": "BRIA RMBG-2.0 licence (CC BY-NC 4.0): non-commercial use only; commercial "
-    "use needs an agreement with BRIA AI.",
-    "ZhengPeng7/BiRefNet": "MIT (BiRefNet's own weights).",
-    "ZhengPeng7/BiRefNet_lite": "MIT (BiRefNet's own weights).",
-    "synthetic": "none: deterministic synthetic weights for tests and speed runs only. "
-    "THE MASKS ARE MEANINGLESS.",
-}
-
 
 class SourceError(RuntimeError):
     """A weight source could not be resolved; the message says what to do."""
@@ -43,11 +34,6 @@ class Weights:
     kind: str  # onnx | pth | safetensors | synthetic
     source: str
     licence: str
-
-
-def _licence_for(source: str) -> str:
-    key = source[3:] if source.startswith("hf:") else source
-    return LICENCES.get(key, "unknown: check the licence of this checkpoint before serving it")
 
 
 def _sha256(path: Path) -> str:
@@ -101,7 +87,7 @@ def fetch_imgly_isnet(variant: str = "medium", npm: str | None = None) -> Path:
             "and npm (Debian: apt-get install npm) or pass a local .onnx file with --weights."
         )
     with tempfile.TemporaryDirectory(prefix="rmbg-npm-") as tmp:
-        print(f"fetching {IMGLY_PACKAGE} with npm pack (about 136 MB, once)...", flush=True)
+        log.info("fetching %s with npm pack (about 136 MB, once)...", IMGLY_PACKAGE)
         proc = subprocess.run(
             [npm, "pack", IMGLY_PACKAGE, "--pack-destination", tmp, "--silent"],
             capture_output=True, text=True, timeout=900,
@@ -117,7 +103,7 @@ def fetch_imgly_isnet(variant: str = "medium", npm: str | None = None) -> Path:
         package = Path(tmp) / "package"
         assemble_chunks(package / "dist", f"/models/{variant}", target)
         shutil.copy(package / "LICENSE.md", cache_dir() / "imgly-LICENSE.md")
-    print(f"assembled {target} ({human_size(target.stat().st_size)}, sha256 {_sha256(target)[:16]}...)")
+    log.info("assembled %s (%s, sha256 %s...)", target, human_size(target.stat().st_size), _sha256(target)[:16])
     return target
 
 
@@ -152,9 +138,9 @@ def fetch_hf(repo: str, revision: str | None = None) -> Path:
 def resolve(source: str) -> Weights:
     """Turn a --weights SOURCE value into a local file (downloading once where needed)."""
     if source == "imgly-isnet":
-        return Weights(fetch_imgly_isnet(), "onnx", source, _licence_for(source))
+        return Weights(fetch_imgly_isnet(), "onnx", source, licence_of(source))
     if source == "synthetic":
-        return Weights(None, "synthetic", source, _licence_for(source))
+        return Weights(None, "synthetic", source, licence_of(source))
     if source.startswith("hf:"):
         repo = source[3:]
         if "/" not in repo:
@@ -171,4 +157,4 @@ def resolve(source: str) -> Weights:
     kind = kinds.get(path.suffix.lower())
     if kind is None:
         raise SourceError(f"weights {path}: unknown file type {path.suffix!r}; expected {', '.join(kinds)}")
-    return Weights(path, kind, source, _licence_for(source))
+    return Weights(path, kind, source, licence_of(source))

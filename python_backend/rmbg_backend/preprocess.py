@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from rmbg_backend.spec import ModelSpec
+from rmbg_backend.families import ModelSpec
 
 cv2.setNumThreads(1)  # each Triton instance is one process; OpenCV's pool would oversubscribe
 

@@ -19,10 +19,10 @@ from rmbg_backend.compose import compose
 from rmbg_backend.decode import DecodedImage, Limits, decode_image
 from rmbg_backend.encode import encode
 from rmbg_backend.errors import RequestError
+from rmbg_backend.families import ModelSpec
 from rmbg_backend.mask import mask_to_alpha, post_process_mask
 from rmbg_backend.options import Options, parse_options
 from rmbg_backend.preprocess import to_model_input
-from rmbg_backend.spec import ModelSpec
 
 
 def _ms(t0: float) -> float:

@@ -9,7 +9,9 @@ wheel's bundled libraries on LD_LIBRARY_PATH; it links against the system ``libp
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -22,9 +24,46 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+log = logging.getLogger(__name__)
+BUILD_HINT = "rmbg build-repo --model isnet --weights imgly-isnet --out {repo}  (or: make repo)"
+
 
 class LaunchError(RuntimeError):
     """The server could not be started; the message says what to install or change."""
+
+
+def _engine_files_needed(config: str) -> list[str]:
+    """The files a model's version directory must hold, from its config.pbtxt text.
+
+    Our Python engines name their weights in an ``engine_file`` parameter; native platforms use
+    ``default_model_filename`` or the platform's default name. Ensembles need nothing.
+    """
+    if re.search(r'platform:\s*"ensemble"', config):
+        return []
+    named = re.search(r'default_model_filename:\s*"([^"]+)"', config)
+    if re.search(r'platform:\s*"tensorrt_plan"', config):
+        return [named.group(1) if named else "model.plan"]
+    if re.search(r'platform:\s*"onnxruntime_onnx"', config):
+        return [named.group(1) if named else "model.onnx"]
+    needed = ["model.py"]
+    engine = re.search(r'key:\s*"engine_file"\s*value:\s*\{\s*string_value:\s*"([^"]+)"', config)
+    return needed + ([engine.group(1)] if engine else [])
+
+
+def check_repository(repo: Path) -> None:
+    """Refuse a repository Triton would start on and then fail to load, naming the fix."""
+    configs = sorted(repo.glob("*/config.pbtxt")) if repo.is_dir() else []
+    if not configs:
+        raise LaunchError(f"model repository {repo} has no models; build one first: {BUILD_HINT.format(repo=repo)}")
+    problems = []
+    for config in configs:
+        version = config.parent / "1"
+        missing = [f for f in _engine_files_needed(config.read_text()) if not (version / f).is_file()]
+        if missing:
+            problems.append(f"{config.parent.name} lacks {', '.join(str(version / f) for f in missing)}")
+    if problems:
+        raise LaunchError(f"model repository {repo} is incomplete: {'; '.join(problems)}. "
+                          f"Rebuild it: {BUILD_HINT.format(repo=repo)}")
 
 
 @dataclass(frozen=True)
@@ -178,12 +217,7 @@ class TritonServer:
     """A supervised tritonserver process: start, wait until ready, reload models, stop."""
 
     def __init__(self, cfg: ServerConfig, log_file: Path | None = None) -> None:
-        repo = cfg.model_repository
-        if not repo.is_dir() or not any(repo.glob("*/config.pbtxt")):
-            raise LaunchError(
-                f"model repository {repo} has no models; build one first: "
-                "rmbg build-repo --model isnet --weights imgly-isnet"
-            )
+        check_repository(cfg.model_repository)
         self.cfg = cfg
         self.install = find_triton()
         self.log_file = log_file

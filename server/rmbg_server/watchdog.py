@@ -8,10 +8,22 @@ one of its stubs is gone or a zombie.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def death_cause(pid: int) -> str:
+    """Why a stub is no longer live, as far as /proc still tells."""
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return f"stub pid {pid} is gone (killed or exited, already reaped)"
+    return f"stub pid {pid} exited and is a zombie (state {state})"
 
 
 def stub_processes(server_pid: int, repo: Path | None = None) -> dict[int, str]:
@@ -51,13 +63,12 @@ class StubWatchdog(threading.Thread):
     """Polls every ``interval`` seconds; calls ``reload(model)`` when a stub vanished."""
 
     def __init__(self, server_pid: int, repo: Path, reload: Callable[[str], None],
-                 interval: float = 1.0, log: Callable[[str], None] = print) -> None:
+                 interval: float = 1.0) -> None:
         super().__init__(name="rmbg-stub-watchdog", daemon=True)
         self.server_pid = server_pid
         self.repo = repo
         self.reload = reload
         self.interval = interval
-        self.log = log
         self.restarts: list[tuple[float, str]] = []
         self._stop = threading.Event()
 
@@ -65,16 +76,21 @@ class StubWatchdog(threading.Thread):
         known = stub_processes(self.server_pid, self.repo)
         while not self._stop.wait(self.interval):
             current = stub_processes(self.server_pid, self.repo)
-            dead_models = sorted({m for pid, m in known.items() if pid not in current})
+            dead: dict[str, list[str]] = {}
+            for pid, model in known.items():
+                if pid not in current:
+                    dead.setdefault(model, []).append(death_cause(pid))
+            dead_models = sorted(dead)
             for model in dead_models:
                 t0 = time.monotonic()
-                self.log(f"watchdog: a stub of model {model!r} died; reloading it")
+                cause = "; ".join(dead[model])
+                log.warning("model %s: %s; reloading it", model, cause)
                 try:
                     self.reload(model)
                     self.restarts.append((time.time(), model))
-                    self.log(f"watchdog: {model!r} reloaded in {time.monotonic() - t0:.1f} s")
+                    log.warning("model %s reloaded in %.1f s (cause: %s)", model, time.monotonic() - t0, cause)
                 except Exception as exc:  # noqa: BLE001 - keep watching the others
-                    self.log(f"watchdog: reloading {model!r} failed: {exc}")
+                    log.error("model %s: reloading failed (%s); cause was: %s", model, exc, cause)
             known = stub_processes(self.server_pid, self.repo) if dead_models else current
 
     def stop(self) -> None:

@@ -7,10 +7,10 @@ import pytest
 
 from rmbg_backend import steps
 from rmbg_backend.errors import RequestError
-from rmbg_backend.spec import isnet_spec
+from rmbg_backend.families import family
 from tests.hostile.corpus import CASES
 
-SPEC = isnet_spec(64)  # small model input: the model itself is not under test here
+SPEC = family("isnet").spec(64)  # small model input: the model itself is not under test here
 
 
 def test_corpus_is_large_enough():

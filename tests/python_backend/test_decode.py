@@ -122,9 +122,9 @@ def test_limits_are_configurable(small_jpeg):
 
 def test_output_limit_is_enforced(small_jpeg):
     from rmbg_backend import steps
-    from rmbg_backend.spec import isnet_spec
+    from rmbg_backend.families import family
 
-    spec = isnet_spec(32)
+    spec = family("isnet").spec(32)
     prepared = steps.preprocess(small_jpeg, b"{}", spec)
     mask = np.ones((1, 32, 32), np.float32)
     with pytest.raises(RequestError) as info:

@@ -11,16 +11,16 @@ from PIL import Image
 from rmbg_backend.compose import compose, cover, over
 from rmbg_backend.decode import DecodedImage
 from rmbg_backend.encode import encode
+from rmbg_backend.families import family
 from rmbg_backend.mask import mask_to_alpha, post_process_mask
 from rmbg_backend.options import Options
 from rmbg_backend.preprocess import to_model_input
-from rmbg_backend.spec import birefnet_spec, isnet_spec
 
 
 def test_model_input_matches_the_rmbg14_recipe():
     rng = np.random.default_rng(1)
     rgb = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
-    spec = isnet_spec(64)
+    spec = family("isnet").spec(64)
     ours = to_model_input(rgb, spec)
     t = torch.from_numpy(rgb).permute(2, 0, 1)[None].float()
     ref = F.interpolate(t, size=(64, 64), mode="bilinear", align_corners=False)[0].numpy() / 255 - 0.5
@@ -31,7 +31,7 @@ def test_model_input_matches_the_rmbg14_recipe():
 
 def test_birefnet_input_uses_imagenet_normalisation():
     rgb = np.full((32, 32, 3), 255, np.uint8)
-    x = to_model_input(rgb, birefnet_spec(32))
+    x = to_model_input(rgb, family("birefnet").spec(32))
     expected = (1 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
     np.testing.assert_allclose(x[:, 0, 0], expected, rtol=1e-6)
 

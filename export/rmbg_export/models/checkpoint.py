@@ -32,8 +32,8 @@ def read_state_dict(path: Path) -> dict:
     return obj
 
 
-def checkpoint_filter_fn(state_dict: dict, model) -> dict:
-    """Strip DataParallel/compile prefixes; keep integer buffers the model builds itself if absent."""
+def strip_prefixes(state_dict: dict) -> dict:
+    """Keys without the ``module.`` (DataParallel) and ``_orig_mod.`` (torch.compile) prefixes, in any nesting."""
     cleaned = {}
     for key, value in state_dict.items():
         changed = True
@@ -43,6 +43,12 @@ def checkpoint_filter_fn(state_dict: dict, model) -> dict:
                 if key.startswith(prefix):
                     key, changed = key[len(prefix):], True
         cleaned[key] = value
+    return cleaned
+
+
+def checkpoint_filter_fn(state_dict: dict, model) -> dict:
+    """Strip prefixes; keep integer buffers the model builds itself if the checkpoint lacks them."""
+    cleaned = strip_prefixes(state_dict)
     own = model.state_dict()
     for key, value in own.items():
         # relative_position_index is derived, num_batches_tracked irrelevant in eval: older

@@ -15,7 +15,7 @@ import numpy as np
 
 from rmbg_backend.decode import Limits
 from rmbg_backend.errors import RequestError
-from rmbg_backend.spec import ModelSpec
+from rmbg_backend.families import ModelSpec
 
 
 def model_parameters(args: dict[str, str]) -> dict[str, str]:

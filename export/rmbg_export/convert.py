@@ -12,6 +12,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
+from rmbg_backend.contract import ENGINE_INPUT, ENGINE_OUTPUT
+
 _FLOATS = (TensorProto.FLOAT, TensorProto.FLOAT16)
 
 
@@ -138,8 +140,8 @@ def rename_input(model: onnx.ModelProto, old: str, new: str) -> onnx.ModelProto:
 def prepare_for_serving(model: onnx.ModelProto, output: str | None = None) -> onnx.ModelProto:
     """float32 + first (or named) output as ``mask`` + input ``input`` + dynamic batch."""
     model = to_float32(model)
-    model = keep_single_output(model, output or model.graph.output[0].name, "mask")
-    model = rename_input(model, model.graph.input[0].name, "input")
+    model = keep_single_output(model, output or model.graph.output[0].name, ENGINE_OUTPUT)
+    model = rename_input(model, model.graph.input[0].name, ENGINE_INPUT)
     model = set_dynamic_batch(model)
     model = onnx.shape_inference.infer_shapes(model)
     onnx.checker.check_model(model, full_check=True)

@@ -9,21 +9,22 @@ import os
 
 import triton_python_backend_utils as pb
 
-from rmbg_backend.engine import make_engine
-from rmbg_backend.triton_glue import error_response, model_parameters
+from rmbg_backend import contract as c
+from rmbg_backend.engines import make_engine
+from rmbg_backend.triton.glue import error_response, model_parameters
 
 
 class TritonPythonModel:
     def initialize(self, args):
         params = model_parameters(args)
-        path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
+        path = os.path.join(args["model_repository"], args["model_version"], params.get("engine_file", "model.onnx"))
         self.engine = make_engine(path, params.get("engine", "auto"), int(params.get("threads", "0")),
                                   params.get("precision", "f32"))
 
     def execute(self, requests):
         try:
-            inputs = [pb.get_input_tensor_by_name(r, "input").as_numpy() for r in requests]
+            inputs = [pb.get_input_tensor_by_name(r, c.ENGINE_INPUT).as_numpy() for r in requests]
             masks = self.engine.run_batch(inputs)
         except Exception as exc:  # noqa: BLE001 - the engine failed for all: report it on each
             return [error_response(pb, exc, "segmentation") for _ in requests]
-        return [pb.InferenceResponse(output_tensors=[pb.Tensor("mask", m)]) for m in masks]
+        return [pb.InferenceResponse(output_tensors=[pb.Tensor(c.ENGINE_OUTPUT, m)]) for m in masks]

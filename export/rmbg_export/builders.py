@@ -1,25 +1,71 @@
-"""ONNX -> TensorRT plan with the TensorRT Python API (``--target gpu-trt``).
+"""Engine builders: weights SOURCE -> the servable ONNX -> the engine file a target loads.
 
-Runs where TensorRT and a GPU exist (the NGC container, a GPU machine); elsewhere it refuses
-with a message saying so. It never writes a placeholder engine. The plan is written without
-any header, so Triton's ``tensorrt_plan`` platform loads it as is.
+The servable ONNX (float32, one ``mask`` output, dynamic batch, provenance in its metadata)
+is the hub: published ONNX files go through their family's conversion hook, PyTorch weights
+through our definitions and ``rmbg export``. ``gpu-trt`` then builds a TensorRT plan with the
+TensorRT Python API where TensorRT and a GPU exist (the NGC container, a GPU machine);
+elsewhere it refuses with a message saying so and never writes a placeholder engine. The
+plan is written without any header, so Triton's ``tensorrt_plan`` platform loads it as is.
 """
 
 from __future__ import annotations
 
+import importlib
+import logging
 import time
 from pathlib import Path
 
-from rmbg_backend.spec import ModelSpec
+from rmbg_backend.contract import ENGINE_INPUT
+from rmbg_backend.families import Family, ModelSpec
+from rmbg_export import metadata
 from rmbg_export.cache import cache_dir, human_size
+from rmbg_export.sources import SourceError, Weights
+from rmbg_export.verify import check_onnx
+
+log = logging.getLogger(__name__)
+
+
+def _conversion_hook(fam: Family):
+    module, _, function = (fam.onnx_conversion or "").partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def servable_onnx(fam: Family, weights: Weights, spec: ModelSpec, variant: str | None = None) -> Path:
+    """The verified, stamped float32 ONNX for ``weights`` (built once, cached by content hash)."""
+    if weights.kind != "onnx":
+        from rmbg_export.export import cached_export  # needs torch
+
+        return cached_export(fam.name, weights, spec, variant)
+    assert weights.path is not None
+    if fam.onnx_conversion is None:
+        metadata.check_matches(weights.path, spec)  # only our own exports are servable as they are
+        return weights.path
+    digest = metadata.file_digest(weights.path)
+    target = cache_dir() / "converted" / f"{fam.name}-{digest[:16]}-{spec.height}x{spec.width}-fp32.onnx"
+    if target.exists():
+        log.info("using converted engine %s (cached)", target)
+        return target
+    import onnx
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    log.info("converting %s to a float32, single-output, dynamic-batch graph...", weights.path)
+    model = _conversion_hook(fam)(onnx.load(str(weights.path)))
+    model = metadata.stamp(model, metadata.provenance(spec, weights.source, weights.licence, weights.path,
+                                                      {"rmbg.precision": "f32"}))
+    tmp = target.with_suffix(".part")
+    onnx.save(model, str(tmp))
+    check_onnx(tmp, spec.height, spec.width, source=weights.path)
+    tmp.replace(target)
+    return target
+
 
 # Layers kept in float32 inside an FP16 engine: Swin's LayerNorm overflows in half precision,
 # softmax needs the range. Matched against TensorRT layer types and ONNX node names.
 _FP32_LAYER_HINTS = ("LayerNorm", "layer_norm", "Softmax", "softmax", "ReduceMean", "Pow", "Sqrt")
 
 
-class TensorRTUnavailable(RuntimeError):
-    pass
+class TensorRTUnavailable(SourceError):
+    """TensorRT or a GPU is missing where a gpu-trt engine was asked for."""
 
 
 def _import_tensorrt():
@@ -79,13 +125,13 @@ def build_engine(onnx_path: Path, spec: ModelSpec, max_batch: int = 4, fp16: boo
     profile = builder.create_optimization_profile()
     shape = (3, spec.height, spec.width)
     opt = max(1, max_batch // 2)
-    profile.set_shape("input", (1, *shape), (opt, *shape), (max_batch, *shape))
+    profile.set_shape(ENGINE_INPUT, (1, *shape), (opt, *shape), (max_batch, *shape))
     config.add_optimization_profile(profile)
     cache_file = cache_dir() / "tensorrt-timing.cache"
     timing = config.create_timing_cache(cache_file.read_bytes() if cache_file.exists() else b"")
     config.set_timing_cache(timing, ignore_mismatch=False)
-    print(f"building TensorRT engine ({'fp16' if fp16 else 'fp32'}, batch 1..{max_batch}); this takes minutes...",
-          flush=True)
+    log.info("building TensorRT engine (%s, batch 1..%d); this takes minutes...", "fp16" if fp16 else "fp32",
+             max_batch)
     t0 = time.monotonic()
     plan = builder.build_serialized_network(network, config)
     if plan is None:
@@ -93,5 +139,5 @@ def build_engine(onnx_path: Path, spec: ModelSpec, max_batch: int = 4, fp16: boo
     cache_file.write_bytes(memoryview(config.get_timing_cache().serialize()))
     out = out or onnx_path.with_suffix(".plan")
     out.write_bytes(memoryview(plan))
-    print(f"wrote {out} ({human_size(out.stat().st_size)}) in {time.monotonic() - t0:.0f} s")
+    log.info("wrote %s (%s) in %.0f s", out, human_size(out.stat().st_size), time.monotonic() - t0)
     return out

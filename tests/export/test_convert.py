@@ -6,7 +6,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from rmbg_export.onnx_convert import prepare_for_serving
+from rmbg_export.convert import prepare_for_serving
 
 
 def fp16_graph() -> onnx.ModelProto:
@@ -59,7 +59,7 @@ def test_conversion_is_float32_single_output_dynamic_batch():
 
 
 def test_unknown_output_is_an_error():
-    from rmbg_export.onnx_convert import keep_single_output
+    from rmbg_export.convert import keep_single_output
 
     with pytest.raises(ValueError, match="not in graph outputs"):
         keep_single_output(fp16_graph(), "nope", "mask")

@@ -1,13 +1,14 @@
 """Triton adapter for the preprocess step.
 
-Package data: `rmbg build-repo` copies it into <repo>/preprocess_<model>/1/model.py.
+Copied by `rmbg build-repo` into <repo>/preprocess_<model>/1/model.py.
 """
 
 import numpy as np
 import triton_python_backend_utils as pb
 
+from rmbg_backend import contract as c
 from rmbg_backend import steps
-from rmbg_backend.triton_glue import bytes_input, json_tensor, respond_each, step_settings
+from rmbg_backend.triton.glue import bytes_input, json_tensor, respond_each, step_settings
 
 
 class TritonPythonModel:
@@ -16,15 +17,15 @@ class TritonPythonModel:
 
     def _handle(self, request):
         prepared = steps.preprocess(
-            bytes_input(pb, request, "IMAGE"),
-            bytes_input(pb, request, "OPTIONS", required=False),
+            bytes_input(pb, request, c.IMAGE),
+            bytes_input(pb, request, c.OPTIONS, required=False),
             self.spec,
             self.limits,
         )
         return [
-            pb.Tensor("input", prepared.model_input[np.newaxis]),
-            pb.Tensor("PIXELS", prepared.pixels[np.newaxis]),
-            json_tensor(pb, "META", prepared.meta),
+            pb.Tensor(c.ENGINE_INPUT, prepared.model_input[np.newaxis]),
+            pb.Tensor(c.PIXELS, prepared.pixels[np.newaxis]),
+            json_tensor(pb, c.META, prepared.meta),
         ]
 
     def execute(self, requests):

@@ -2,8 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from rmbg_client.cli import build_parser, options_from_args
-from rmbg_client.files import collect_inputs, output_paths
+from rmbg_cli.files import collect_inputs, output_paths
+from rmbg_cli.main import build_parser
+from rmbg_cli.remove import options_from_args
 
 
 def test_every_option_is_reachable_from_flags():

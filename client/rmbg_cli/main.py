@@ -1,0 +1,35 @@
+"""``rmbg``: remove, serve, build-repo, export (and the gateway commands where installed)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rmbg_cli import build_repo, export, logs, remove, serve
+from rmbg_cli.extras import MissingExtraError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+SUBCOMMANDS = (remove, serve, build_repo, export)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rmbg", description="Self-hosted background removal on Triton.")
+    logs.add_flags(parser)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for module in SUBCOMMANDS:
+        module.add_parser(sub).set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logs.configure(args)
+    try:
+        return args.run(args)
+    except MissingExtraError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""``rmbg serve``: Triton with the model repository, a stub watchdog, clean stop on Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from rmbg_cli.extras import require
+
+log = logging.getLogger("rmbg.serve")
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    s = sub.add_parser("serve", help="start Triton with the model repository (Ctrl-C stops)")
+    s.add_argument("--model-repository", default="model_repository", type=Path)
+    s.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
+    s.add_argument("--http-port", type=int, default=8000)
+    s.add_argument("--grpc-port", type=int, default=8001)
+    s.add_argument("--metrics-port", type=int, default=8002)
+    s.add_argument("--log-file", type=Path, help="write the server log here instead of the terminal")
+    return s
+
+
+def run(a: argparse.Namespace) -> int:
+    launcher = require("rmbg_server.launcher", "server", "serve")
+    watchdog_mod = require("rmbg_server.watchdog", "server", "serve")
+    cfg = launcher.ServerConfig(a.model_repository, a.host, a.http_port, a.grpc_port, a.metrics_port)
+    try:
+        server = launcher.TritonServer(cfg, log_file=a.log_file)
+        log.info("starting Triton (%s) on %s ...", server.install.binary, a.host)
+        server.start()
+    except launcher.LaunchError as exc:
+        print(f"rmbg serve: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    assert server.process is not None
+    watchdog = watchdog_mod.StubWatchdog(server.process.pid, cfg.model_repository, server.reload)
+    watchdog.start()
+    models = [m["name"] for m in server.models() if m.get("state") == "READY"]
+    print(f"ready: gRPC {server.grpc_url}  HTTP {server.http_url}  metrics http://{a.host}:{a.metrics_port}/metrics")
+    print(f"models: {', '.join(sorted(models))}")
+    print("Ctrl-C to stop", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(0.5):
+        if server.process.poll() is not None:
+            print(f"rmbg serve: tritonserver exited with code {server.process.returncode}", file=sys.stderr)
+            watchdog.stop()
+            return EXIT_FAILED
+    log.info("stopping...")
+    watchdog.stop()
+    code = server.stop()
+    log.info("stopped (exit code %s)", code)
+    return EXIT_OK
