@@ -8,7 +8,7 @@ REPO ?= model_repository
 WEIGHTS ?= imgly-isnet
 
 .DEFAULT_GOAL := help
-.PHONY: help venv repo demo serve test test-unit lint perf bench bench-matting soak audit clean
+.PHONY: help venv system-deps repo demo serve test test-unit lint perf bench bench-matting soak audit clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -20,6 +20,9 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $@
 
 venv: $(STAMP) ## create .venv with the server, export and dev extras (pinned by constraints.txt)
+
+system-deps: ## Debian packages the tests drive (redis-server, kubectl, chromium, libpython, npm), if missing
+	@bash scripts/system_deps.sh
 
 # Keyed on the engine's model file: a repository without weights is rebuilt, not served.
 $(REPO)/isnet/1/model.onnx: $(STAMP)
@@ -36,7 +39,7 @@ serve: repo ## run the server in the foreground on 127.0.0.1 (Ctrl-C stops)
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check .
 
-test: $(STAMP) lint ## lint + the whole test suite (unit and real-server integration)
+test: system-deps $(STAMP) lint ## lint + the whole test suite (unit and real-server integration)
 	$(VENV)/bin/pytest -q --durations=10
 
 test-unit: $(STAMP) ## only the tests that need no server

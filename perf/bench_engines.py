@@ -28,7 +28,7 @@ def main() -> int:
     from rmbg_backend.engines import OnnxEngine, OpenVinoEngine
     from rmbg_backend.families import family
     from rmbg_backend.mask import mask_to_alpha
-    from rmbg_backend.preprocess import to_model_input
+    from rmbg_backend.resize import to_model_input
     from tests.conftest import eval_pairs
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -18,7 +18,7 @@ from pathlib import Path
 from rmbg_backend.contract import ENGINE_INPUT
 from rmbg_backend.families import Family, ModelSpec
 from rmbg_export import metadata
-from rmbg_export.cache import cache_dir, human_size
+from rmbg_export.cache import cache_dir, file_digest, human_size
 from rmbg_export.sources import SourceError, Weights
 from rmbg_export.verify import check_onnx
 
@@ -40,7 +40,7 @@ def servable_onnx(fam: Family, weights: Weights, spec: ModelSpec, variant: str |
     if fam.onnx_conversion is None:
         metadata.check_matches(weights.path, spec)  # only our own exports are servable as they are
         return weights.path
-    digest = metadata.file_digest(weights.path)
+    digest = file_digest(weights.path)
     target = cache_dir() / "converted" / f"{fam.name}-{digest[:16]}-{spec.height}x{spec.width}-fp32.onnx"
     if target.exists():
         log.info("using converted engine %s (cached)", target)

@@ -7,23 +7,15 @@ the licence travels with the file.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from rmbg_backend.families import ModelSpec
+from rmbg_export.cache import file_digest
 
 KEYS = ("rmbg.spec", "rmbg.licence", "rmbg.source", "rmbg.source_sha256")
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def provenance(spec: ModelSpec, source: str, licence: str, source_file: Path | None,

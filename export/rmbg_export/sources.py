@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rmbg_backend.families import licence_of
-from rmbg_export.cache import cache_dir, human_size
+from rmbg_export.cache import cache_dir, file_digest, human_size
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +34,6 @@ class Weights:
     kind: str  # onnx | pth | safetensors | synthetic
     source: str
     licence: str
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def assemble_chunks(dist: Path, resource: str, target: Path) -> Path:
@@ -103,7 +95,7 @@ def fetch_imgly_isnet(variant: str = "medium", npm: str | None = None) -> Path:
         package = Path(tmp) / "package"
         assemble_chunks(package / "dist", f"/models/{variant}", target)
         shutil.copy(package / "LICENSE.md", cache_dir() / "imgly-LICENSE.md")
-    log.info("assembled %s (%s, sha256 %s...)", target, human_size(target.stat().st_size), _sha256(target)[:16])
+    log.info("assembled %s (%s, sha256 %s...)", target, human_size(target.stat().st_size), file_digest(target)[:16])
     return target
 
 

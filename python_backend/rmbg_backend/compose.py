@@ -6,7 +6,7 @@ import numpy as np
 
 from rmbg_backend.decode import DecodedImage
 from rmbg_backend.options import Options
-from rmbg_backend.preprocess import resize_area, resize_bilinear
+from rmbg_backend.resize import resize_area, resize_bilinear
 
 WHITE = (255, 255, 255, 255)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from rmbg_backend.preprocess import resize_bilinear
+from rmbg_backend.resize import resize_bilinear
 
 
 def mask_to_alpha(pred: np.ndarray, height: int, width: int, normalization: str) -> np.ndarray:

@@ -22,7 +22,7 @@ from rmbg_backend.errors import RequestError
 from rmbg_backend.families import ModelSpec
 from rmbg_backend.mask import mask_to_alpha, post_process_mask
 from rmbg_backend.options import Options, parse_options
-from rmbg_backend.preprocess import to_model_input
+from rmbg_backend.resize import to_model_input
 
 
 def _ms(t0: float) -> float:

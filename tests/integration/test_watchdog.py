@@ -15,7 +15,8 @@ pytestmark = pytest.mark.triton
 
 
 @pytest.mark.parametrize("model", ["postprocess_isnet"])
-def test_killed_stub_is_replaced_and_service_restored(triton, model_repository, small_jpeg, model):
+def test_killed_stub_is_replaced_and_service_restored(triton, model_repository, small_jpeg, model, caplog):
+    caplog.set_level("WARNING", logger="rmbg_server.watchdog")
     client = RmbgClient(triton.grpc_url)
     client.remove(small_jpeg)
     stubs = {pid: m for pid, m in stub_processes(triton.process.pid, model_repository).items() if m == model}
@@ -28,3 +29,5 @@ def test_killed_stub_is_replaced_and_service_restored(triton, model_repository, 
     assert len(triton.watchdog.restarts) > restarts, "watchdog did not reload the model"
     assert time.monotonic() - t0 < 10
     assert client.remove(small_jpeg).info["model"] == "isnet"
+    reloads = [r.getMessage() for r in caplog.records if "reloaded in" in r.getMessage()]
+    assert any(model in m and "is gone" in m for m in reloads), caplog.text

@@ -14,7 +14,7 @@ from rmbg_backend.encode import encode
 from rmbg_backend.families import family
 from rmbg_backend.mask import mask_to_alpha, post_process_mask
 from rmbg_backend.options import Options
-from rmbg_backend.preprocess import to_model_input
+from rmbg_backend.resize import to_model_input
 
 
 def test_model_input_matches_the_rmbg14_recipe():

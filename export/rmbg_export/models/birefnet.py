@@ -42,8 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rmbg_export.models import register_model
 from rmbg_export.models.deform import DeformableConv2d
+from rmbg_export.models.registry import register_model
 from rmbg_export.models.swin import SwinConfig, SwinTransformer
 
 __all__ = ["BiRefNetConfig", "BiRefNet", "PatchOrder", "stack_patches"]
