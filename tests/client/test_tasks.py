@@ -1,6 +1,6 @@
 import pytest
 
-from rmbg_client.client import InvalidInputError
+from rmbg_client.errors import InvalidInputError
 from rmbg_client.tasks import parse_task
 
 BASE = {"taskType": "removeBackground", "taskUUID": "0b5b3a4e-8c7e-4b38-9b7a-1a2b3c4d5e6f",
