@@ -75,8 +75,34 @@ instance_group [ {{ kind: KIND_CPU count: {instances} }} ]
 """
 
 
+def ort_tensorrt_parameters(spec: ModelSpec, max_batch: int, engine_cache_dir: str) -> dict[str, str]:
+    """onnxruntime's TensorRT provider settings for ``gpu-ort``.
+
+    The engine and timing caches go to ``engine_cache_dir`` (absolute, inside the model volume,
+    so a restarted pod reuses them instead of rebuilding for minutes); onnxruntime does not key
+    them on the TensorRT version, which is why the container keys the whole repository directory
+    (rmbg_export.engine_key). One batch profile 1..max_batch at the model size: without it the
+    provider rebuilds its engine each time a larger batch arrives.
+    """
+    shape = f"3x{spec.height}x{spec.width}"
+    opt = max(1, max_batch // 2)
+    return {
+        "precision_mode": "FP16",
+        "max_workspace_size_bytes": "4294967296",
+        "trt_layer_norm_fp32_fallback": "1",  # LayerNorm overflows in FP16 (Swin in BiRefNet)
+        "trt_engine_cache_enable": "1",
+        "trt_engine_cache_path": engine_cache_dir,
+        "trt_timing_cache_enable": "1",
+        "trt_timing_cache_path": engine_cache_dir,
+        "trt_profile_min_shapes": f"input:1x{shape}",
+        "trt_profile_opt_shapes": f"input:{opt}x{shape}",
+        "trt_profile_max_shapes": f"input:{max_batch}x{shape}",
+    }
+
+
 def engine_config(spec: ModelSpec, target: str, max_batch: int, instances: int,
-                  threads: int = 0, cpu_engine: str = "auto", precision: str = "f32") -> str:
+                  threads: int = 0, cpu_engine: str = "auto", precision: str = "f32",
+                  engine_cache_dir: str = "") -> str:
     h, w = spec.height, spec.width
     io = f"""input [ {{ name: "input" data_type: TYPE_FP32 dims: [ 3, {h}, {w} ] }} ]
 output [ {{ name: "mask" data_type: TYPE_FP32 dims: [ 1, {h}, {w} ] }} ]
@@ -89,13 +115,15 @@ dynamic_batching {{ max_queue_delay_microseconds: 0 }}"""
         head = f'platform: "tensorrt_plan"\nmax_batch_size: {max_batch}\ndefault_model_filename: "model.plan"'
         tail = f"instance_group [ {{ kind: KIND_GPU count: {instances} }} ]"
     elif target == "gpu-ort":
+        if not os.path.isabs(engine_cache_dir):
+            raise ValueError(f"gpu-ort needs an absolute engine cache directory, got {engine_cache_dir!r}")
         head = f'platform: "onnxruntime_onnx"\nmax_batch_size: {max_batch}'
+        accelerator = "\n".join(f'  parameters {{ key: "{k}" value: {json.dumps(v)} }}'
+                                 for k, v in ort_tensorrt_parameters(spec, max_batch, engine_cache_dir).items())
         tail = f"""instance_group [ {{ kind: KIND_GPU count: {instances} }} ]
 optimization {{ execution_accelerators {{ gpu_execution_accelerator: [ {{
   name: "tensorrt"
-  parameters {{ key: "precision_mode" value: "FP16" }}
-  parameters {{ key: "max_workspace_size_bytes" value: "4294967296" }}
-  parameters {{ key: "trt_engine_cache_enable" value: "1" }}
+{accelerator}
 }} ] }} }}"""
     else:
         raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
@@ -181,7 +209,11 @@ def write_repository(
         _write(d / "1" / "model.py", _adapter_source(source))
         written += [d / "config.pbtxt", d / "1" / "model.py"]
     d = out / m
-    _write(d / "config.pbtxt", engine_config(spec, target, max_batch, engine_instances, threads, cpu_engine, precision))
+    engine_cache = (d / "trt_cache").resolve()  # not numeric, so Triton does not take it for a version
+    if target == "gpu-ort":
+        engine_cache.mkdir(parents=True, exist_ok=True)
+    _write(d / "config.pbtxt", engine_config(spec, target, max_batch, engine_instances, threads, cpu_engine, precision,
+                                             engine_cache_dir=str(engine_cache)))
     written.append(d / "config.pbtxt")
     if target == "cpu":
         _write(d / "1" / "model.py", _adapter_source("segment_onnx"))
