@@ -144,13 +144,9 @@ def test_init_container_builds_the_repository_into_the_served_volume(rendered, o
     assert init["envFrom"] == server["envFrom"]  # same settings, so the same key directory
     mount = {m["name"]: m["mountPath"] for m in init["volumeMounts"]}
     assert mount["models"] == "/models" and {"name": "models", "mountPath": "/models"} in server["volumeMounts"]
-    models = next(v for v in spec["volumes"] if v["name"] == "models")
-    if overlay == "gpu":  # built plans are shared between pods and restarts
-        claim = models["persistentVolumeClaim"]["claimName"]
-        assert "emptyDir" not in models
-        assert one(docs, "PersistentVolumeClaim", claim)["spec"]["accessModes"] == ["ReadWriteMany"]
-    else:
-        assert "emptyDir" in models
+    models = next(v for v in spec["volumes"] if v["name"] == "models")  # shared: a new pod reuses a build
+    claim = models["persistentVolumeClaim"]["claimName"]
+    assert one(docs, "PersistentVolumeClaim", claim)["spec"]["accessModes"] == ["ReadWriteMany"]
 
 
 @pytest.mark.parametrize("overlay", ["cpu", "gpu"])
