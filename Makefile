@@ -64,3 +64,7 @@ audit: $(STAMP) ## pip-audit of the pinned dependencies (fails on known vulnerab
 
 clean: ## remove the venv, outputs and the generated repository (the download cache stays)
 	rm -rf $(VENV) $(RMBG_VENV) out $(REPO)/*/ .pytest_cache
+
+.PHONY: capacity
+capacity: $(STAMP) ## replicas for a load and p99, HPA step simulation (queueing model) -> perf/results/capacity.*
+	$(PY) perf/capacity.py

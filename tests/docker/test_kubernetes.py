@@ -191,16 +191,21 @@ def test_triton_scales_on_queue_time_through_the_shipped_adapter_rule(rendered, 
     hpa = one(docs, "HorizontalPodAutoscaler", "rmbg-triton")
     assert hpa["apiVersion"] == "autoscaling/v2"
     assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "rmbg-triton"}
-    (metric,) = hpa["spec"]["metrics"]
-    assert metric["type"] == "Pods" and metric["pods"]["target"]["type"] == "AverageValue"
-    name = metric["pods"]["metric"]["name"]
-    assert int(metric["pods"]["target"]["averageValue"]) > 0
+    metrics = hpa["spec"]["metrics"]
+    assert metrics[0]["pods"]["metric"]["name"] == "avg_time_queue_us"  # Triton's k8s-onprem metric
     rules = yaml.safe_load((K8S / "prometheus-adapter" / "values.yaml").read_text())["rules"]["custom"]
-    rule = next(r for r in rules if r["name"]["as"] == name)
-    assert "nv_inference_queue_duration_us" in rule["metricsQuery"]
-    assert "nv_inference_request_success" in rule["metricsQuery"]
-    assert rule["resources"]["overrides"]["pod"] == {"resource": "pod"}
+    served = {r["name"]["as"]: r for r in rules}
+    for metric in metrics:  # every custom metric the HPA reads is one the shipped rules serve
+        assert metric["type"] == "Pods" and metric["pods"]["target"]["type"] == "AverageValue"
+        rule = served[metric["pods"]["metric"]["name"]]
+        assert rule["resources"]["overrides"]["pod"] == {"resource": "pod"}
+        assert 'model=~"rmbg_.+"' in rule["metricsQuery"]  # per request of the ensemble
+    queue = served["avg_time_queue_us"]["metricsQuery"]
+    assert "rate(nv_inference_queue_duration_us" in queue and "/ clamp_min(" in queue
+    assert "nv_inference_request_success" in queue
     assert hpa["spec"]["minReplicas"] >= 2 and hpa["spec"]["maxReplicas"] > hpa["spec"]["minReplicas"]
+    names = [m["pods"]["metric"]["name"] for m in metrics]
+    assert names == (["avg_time_queue_us", "avg_requests_per_second"] if overlay == "cpu" else ["avg_time_queue_us"])
 
 
 def test_gateway_scales_on_cpu(rendered):
