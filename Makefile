@@ -69,3 +69,7 @@ audit: $(STAMP) ## pip-audit of the pinned dependencies (fails on known vulnerab
 clean: ## remove the venvs, outputs and the generated repository; tracked files and the download cache stay
 	rm -rf $(VENV) $(RMBG_VENV) out .pytest_cache
 	git clean -fdX -- $(REPO)
+
+.PHONY: capacity
+capacity: $(STAMP) ## replicas for a load and p99, HPA step simulation (queueing model) -> perf/results/capacity.*
+	$(PY) perf/capacity.py

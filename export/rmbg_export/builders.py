@@ -19,6 +19,7 @@ from rmbg_backend.contract import ENGINE_INPUT
 from rmbg_backend.families import Family, ModelSpec
 from rmbg_export import metadata
 from rmbg_export.cache import cache_dir, file_digest, human_size
+from rmbg_export.engine_key import detect_gpus, slug
 from rmbg_export.sources import SourceError, Weights
 from rmbg_export.verify import check_onnx
 
@@ -72,25 +73,23 @@ def _import_tensorrt():
     try:
         import tensorrt as trt
     except ImportError:
+        try:  # the bare bindings wheel over the NGC container's own TensorRT libraries (docker/Dockerfile)
+            import tensorrt_bindings as trt
+        except ImportError:
+            trt = None
+    if trt is None:
         raise TensorRTUnavailable(
             "TensorRT is not installed here, so no gpu-trt engine can be built. Build inside the NGC "
             "container (docker/Dockerfile) or on a GPU machine with 'pip install tensorrt'; use "
             "--target cpu on this machine. No engine was written."
-        ) from None
+        )
     return trt
 
 
 def _check_gpu() -> None:
-    try:
-        import ctypes
-
-        cuda = ctypes.CDLL("libcuda.so.1")
-        count = ctypes.c_int(0)
-        if cuda.cuInit(0) != 0 or cuda.cuDeviceGetCount(ctypes.byref(count)) != 0 or count.value == 0:
-            raise OSError("no CUDA device")
-    except OSError as exc:
-        raise TensorRTUnavailable(f"no usable NVIDIA GPU ({exc}); a TensorRT engine must be built on the GPU "
-                                  "that will run it. No engine was written.") from None
+    if not detect_gpus():
+        raise TensorRTUnavailable("no usable NVIDIA GPU (no CUDA driver or no device); a TensorRT engine must be built "
+                                  "on the GPU that will run it. No engine was written.")
 
 
 def check_available() -> None:
@@ -127,7 +126,9 @@ def build_engine(onnx_path: Path, spec: ModelSpec, max_batch: int = 4, fp16: boo
     opt = max(1, max_batch // 2)
     profile.set_shape(ENGINE_INPUT, (1, *shape), (opt, *shape), (max_batch, *shape))
     config.add_optimization_profile(profile)
-    cache_file = cache_dir() / "tensorrt-timing.cache"
+    # A timing cache is only valid for the TensorRT version and GPU that measured it.
+    device = "+".join(sorted({slug(g.name) for g in detect_gpus()})) or "gpu"
+    cache_file = cache_dir() / f"tensorrt-timing-{slug(trt.__version__)}-{device}.cache"
     timing = config.create_timing_cache(cache_file.read_bytes() if cache_file.exists() else b"")
     config.set_timing_cache(timing, ignore_mismatch=False)
     log.info("building TensorRT engine (%s, batch 1..%d); this takes minutes...", "fp16" if fp16 else "fp32",

@@ -133,15 +133,40 @@ def postprocess_config(spec: ModelSpec, s: RepositorySettings) -> ModelConfig:
     )
 
 
-_ORT_TENSORRT = """optimization {{ execution_accelerators {{ gpu_execution_accelerator: [ {{
-  name: "tensorrt"
-  parameters {{ key: "precision_mode" value: "{precision}" }}
-  parameters {{ key: "max_workspace_size_bytes" value: "4294967296" }}
-  parameters {{ key: "trt_engine_cache_enable" value: "1" }}
-}} ] }} }}"""
+def ort_tensorrt_parameters(spec: ModelSpec, max_batch: int, engine_cache_dir: str) -> dict[str, str]:
+    """onnxruntime's TensorRT provider settings for ``gpu-ort``.
+
+    The engine and timing caches go to ``engine_cache_dir`` (absolute, inside the model volume,
+    so a restarted pod reuses them instead of rebuilding for minutes); onnxruntime does not key
+    them on the TensorRT version, which is why the container keys the whole repository directory
+    (rmbg_export.engine_key). One batch profile 1..max_batch at the model size: without it the
+    provider rebuilds its engine each time a larger batch arrives.
+    """
+    if not os.path.isabs(engine_cache_dir):
+        raise ValueError(f"gpu-ort needs an absolute engine cache directory, got {engine_cache_dir!r}")
+    shape = f"3x{spec.height}x{spec.width}"
+    opt = max(1, max_batch // 2)
+    return {
+        "precision_mode": "FP16",
+        "max_workspace_size_bytes": "4294967296",
+        "trt_layer_norm_fp32_fallback": "1",  # LayerNorm overflows in FP16 (Swin in BiRefNet)
+        "trt_engine_cache_enable": "1",
+        "trt_engine_cache_path": engine_cache_dir,
+        "trt_timing_cache_enable": "1",
+        "trt_timing_cache_path": engine_cache_dir,
+        "trt_profile_min_shapes": f"{c.ENGINE_INPUT}:1x{shape}",
+        "trt_profile_opt_shapes": f"{c.ENGINE_INPUT}:{opt}x{shape}",
+        "trt_profile_max_shapes": f"{c.ENGINE_INPUT}:{max_batch}x{shape}",
+    }
 
 
-def engine_config(spec: ModelSpec, s: RepositorySettings) -> ModelConfig:
+def _ort_accelerator(parameters: dict[str, str]) -> str:
+    lines = "\n".join(f'  parameters {{ key: "{k}" value: {json.dumps(v)} }}' for k, v in parameters.items())
+    return ("optimization { execution_accelerators { gpu_execution_accelerator: [ {\n  name: \"tensorrt\"\n"
+            + lines + "\n} ] } }")
+
+
+def engine_config(spec: ModelSpec, s: RepositorySettings, engine_cache_dir: str = "") -> ModelConfig:
     inputs, outputs = _engine_io(spec)
     common = {"name": spec.name, "inputs": inputs, "outputs": outputs, "max_batch": s.max_batch,
               "instances": s.engine_instances}
@@ -152,9 +177,10 @@ def engine_config(spec: ModelSpec, s: RepositorySettings) -> ModelConfig:
     if s.target == "gpu-trt":
         return ModelConfig(**common, platform="tensorrt_plan", instance_kind="KIND_GPU",
                            extra=('default_model_filename: "model.plan"',))
-    precision = "FP16" if s.precision == "fp16" else "FP32"
+    parameters = ort_tensorrt_parameters(spec, s.max_batch, engine_cache_dir)
+    parameters["precision_mode"] = "FP16" if s.precision == "fp16" else "FP32"
     return ModelConfig(**common, platform="onnxruntime_onnx", instance_kind="KIND_GPU",
-                       extra=(_ORT_TENSORRT.format(precision=precision),))
+                       extra=(_ort_accelerator(parameters),))
 
 
 def _ensemble_step(model: str, inputs: dict[str, str], outputs: dict[str, str]) -> str:
@@ -224,7 +250,10 @@ def write_repository(out: Path, spec: ModelSpec, engine_file: Path,
                             (postprocess_config(spec, settings), "postprocess")):
         d = out / config.name
         written += [_write(d / "config.pbtxt", config.pbtxt()), _write(d / "1" / "model.py", _adapter_source(adapter))]
-    engine = engine_config(spec, settings)
+    engine_cache = (out / spec.name / "trt_cache").resolve()  # not numeric: Triton does not take it for a version
+    if settings.target == "gpu-ort":
+        engine_cache.mkdir(parents=True, exist_ok=True)
+    engine = engine_config(spec, settings, str(engine_cache))
     d = out / engine.name
     written.append(_write(d / "config.pbtxt", engine.pbtxt()))
     if settings.target == "cpu":
