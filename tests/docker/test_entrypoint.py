@@ -7,25 +7,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-import onnx
 import pytest
-from onnx import TensorProto, helper
 
 from tests.conftest import ROOT
 
 ENTRYPOINT = ROOT / "docker" / "entrypoint.sh"
 
 
-@pytest.fixture
-def weights(tmp_path) -> Path:
-    """A real (tiny) servable graph: input [N,3,H,W] -> mask [N,1,H,W] in 0..1."""
-    graph = helper.make_graph(
-        [helper.make_node("ReduceMean", ["input"], ["mean"], axes=[1], keepdims=1),
-         helper.make_node("Sigmoid", ["mean"], ["mask"])],
-        "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 64, 64])],
-        [helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["N", 1, 64, 64])])
-    path = tmp_path / "tiny.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    """A real (tiny) servable graph made by `rmbg export`: input [N,3,64,64] -> mask, with provenance."""
+    from rmbg_export.export import export_variant
+
+    path = tmp_path_factory.mktemp("weights") / "tiny.onnx"
+    export_variant("birefnet-tiny", "synthetic", path, (64, 64))
     return path
 
 
