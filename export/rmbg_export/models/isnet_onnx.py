@@ -64,7 +64,11 @@ def onnx_convolutions(graph) -> dict[str, dict]:
 
 
 def state_dict_from_onnx(model, onnx_path: Path) -> dict:
-    """A strict state_dict for ``model`` (an IS-Net variant) from a BN-folded ONNX export of it."""
+    """A strict state_dict for ``model`` (an IS-Net variant) from a BN-folded ONNX export of it.
+
+    The export must contain every conv, side heads 2..6 included: a graph of ``forward`` (all
+    six masks, as the imgly file), not one of ``predict_mask`` only.
+    """
     import onnx
     import torch
     from torch import nn
