@@ -2,7 +2,7 @@
 
 Input is uint8 pixels N x 3 x H x W at model resolution (3 MB per 1024x1024 image instead of
 12 MB of float32); normalisation runs on the device, in float32, with the same constants as
-the CPU path (``preprocess.normalisation``), then the model runs in fp32, fp16 or bf16 with
+the CPU path (``preprocess.normalisation``), then the model runs in f32, fp16 or bf16 with
 its LayerNorms and softmax in float32 (``models/swin.py``). Output is the float32 mask
 N x 1 x H x W in 0..1, the same ``mask`` every target returns.
 
@@ -23,15 +23,16 @@ from typing import Any
 
 import numpy as np
 
+from rmbg_backend.contract import TARGET_PRECISIONS, TORCH_DEVICES, TORCH_GRAPH_MODES
 from rmbg_backend.engines import Engine
 from rmbg_backend.families import ModelSpec
 from rmbg_backend.resize import normalisation
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "fp16", "bf16")
-GRAPH_MODES = ("cuda-graphs", "compile", "none")
-DEVICES = ("cuda", "cpu")
+PRECISIONS = TARGET_PRECISIONS["gpu-torch"]
+GRAPH_MODES = TORCH_GRAPH_MODES
+DEVICES = TORCH_DEVICES
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class TorchSettings:
         return {k: str(v) for k, v in asdict(self).items()}
 
 
-def load_model(variant: str, weights: Path, precision: str = "fp32", device: str = "cpu"):
+def load_model(variant: str, weights: Path, precision: str = "f32", device: str = "cpu"):
     """Our definition of ``variant``, the state_dict at ``weights`` loaded strictly, ready to run.
 
     Batch-norm is folded, weights are channels_last in ``precision``; LayerNorm parameters
@@ -83,7 +84,7 @@ def load_model(variant: str, weights: Path, precision: str = "fp32", device: str
     load_checkpoint(model, Path(weights))
     fold_batchnorm(model)
     model = model.to(device=device, memory_format=torch.channels_last)
-    if precision != "fp32":
+    if precision != "f32":
         model = model.to(dtype=_DTYPES()[precision])
         for module in model.modules():
             if isinstance(module, nn.LayerNorm):
@@ -94,7 +95,7 @@ def load_model(variant: str, weights: Path, precision: str = "fp32", device: str
 def _DTYPES() -> dict[str, Any]:  # noqa: N802 - a lazily built constant (torch is imported late)
     import torch
 
-    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    return {"f32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 class TorchEngine(Engine):

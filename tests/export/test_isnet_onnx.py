@@ -94,7 +94,7 @@ def test_imgly_weights_on_the_torch_engine_match_the_served_onnx(pairs, record_p
     spec = family("isnet").spec()
     path, variant = torch_weights_file("isnet", weights)
     assert variant == "isnet"
-    engine = TorchEngine(path, spec, TorchSettings(variant, "fp32", "none", "cpu", max_batch=1))
+    engine = TorchEngine(path, spec, TorchSettings(variant, "f32", "none", "cpu", max_batch=1))
     onnx_engine = OnnxEngine(str(servable_onnx(family("isnet"), weights, spec)))
     diffs = {}
     for p in _parity_photos(pairs):
@@ -114,6 +114,7 @@ def test_build_model_reads_isnet_out_of_the_imgly_onnx_and_refuses_birefnet():
     weights = resolve("imgly-isnet")
     model = build_model("isnet", weights)
     bn = model.stage1.rebnconvin.bn_s1
-    assert torch.equal(bn.weight, torch.ones_like(bn.weight)) and torch.equal(bn.running_mean, torch.zeros_like(bn.weight))
+    assert torch.equal(bn.weight, torch.ones_like(bn.weight))
+    assert torch.equal(bn.running_mean, torch.zeros_like(bn.weight))
     with pytest.raises(SourceError, match="only IS-Net weights"):
         build_model("birefnet-tiny", weights)

@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from rmbg_backend.preprocess import to_model_input, to_model_pixels
-from rmbg_backend.spec import birefnet_spec, isnet_spec
+from rmbg_backend.families import family
+from rmbg_backend.resize import to_model_input, to_model_pixels
 from rmbg_backend.torch_engine import TorchEngine, TorchSettings, load_model
 from rmbg_export.models import create_model
 from rmbg_export.models.reference import synthetic_state_dict
@@ -44,35 +44,35 @@ def rgb(small_jpeg) -> np.ndarray:
 
 
 def spec_for(variant: str, size: int = SIZE):
-    return isnet_spec(size) if variant.startswith("isnet") else birefnet_spec(size)
+    return family(variant.split("-")[0]).spec(size)
 
 
 @pytest.fixture(scope="module")
-def fp32_masks(tiny, rgb) -> dict[str, np.ndarray]:
+def f32_masks(tiny, rgb) -> dict[str, np.ndarray]:
     """variant -> the fp32 engine's mask of the photo."""
     out = {}
     for variant, (_, path) in tiny.items():
         spec = spec_for(variant)
-        engine = TorchEngine(path, spec, TorchSettings(variant, "fp32", device="cpu", max_batch=4))
+        engine = TorchEngine(path, spec, TorchSettings(variant, "f32", device="cpu", max_batch=4))
         assert engine.graphs == "none"  # neither CUDA graphs nor compile on the CPU
         out[variant] = engine.run(to_model_pixels(rgb, spec)[None])
     return out
 
 
 @pytest.mark.parametrize("variant", ["isnet-tiny", "birefnet-tiny"])
-def test_fp32_engine_equals_the_model_on_the_cpu_paths_input(tiny, rgb, fp32_masks, variant):
+def test_fp32_engine_equals_the_model_on_the_cpu_paths_input(tiny, rgb, f32_masks, variant):
     model, _ = tiny[variant]
     spec = spec_for(variant)
     with torch.no_grad():
         expected = model.predict_mask(torch.from_numpy(to_model_input(rgb, spec)[None])).numpy()
-    got = fp32_masks[variant]
+    got = f32_masks[variant]
     assert got.dtype == np.float32 and got.shape == (1, 1, SIZE, SIZE)
     np.testing.assert_allclose(got, expected, rtol=0, atol=2e-6)  # BN folding and channels_last: rounding only
 
 
 def test_normalisation_on_the_device_is_the_cpu_paths_to_the_bit(tiny, rgb):
-    spec = birefnet_spec(SIZE)  # ImageNet mean/std: every channel differs
-    engine = TorchEngine(tiny["birefnet-tiny"][1], spec, TorchSettings("birefnet-tiny", "fp32", device="cpu"))
+    spec = family("birefnet").spec(SIZE)  # ImageNet mean/std: every channel differs
+    engine = TorchEngine(tiny["birefnet-tiny"][1], spec, TorchSettings("birefnet-tiny", "f32", device="cpu"))
     pixels = torch.from_numpy(to_model_pixels(rgb, spec)[None])
     x = pixels.float().mul_(engine.scale).sub_(engine.shift)
     assert torch.equal(x[0], torch.from_numpy(to_model_input(rgb, spec)))
@@ -80,8 +80,8 @@ def test_normalisation_on_the_device_is_the_cpu_paths_to_the_bit(tiny, rgb):
 
 def test_batches_are_split_at_max_batch_and_requests_stay_separate(tiny, rgb):
     _, path = tiny["isnet-tiny"]
-    spec = isnet_spec(SIZE)
-    engine = TorchEngine(path, spec, TorchSettings("isnet-tiny", "fp32", device="cpu", max_batch=2))
+    spec = family("isnet").spec(SIZE)
+    engine = TorchEngine(path, spec, TorchSettings("isnet-tiny", "f32", device="cpu", max_batch=2))
     one = to_model_pixels(rgb, spec)[None]
     other = np.ascontiguousarray(one[:, :, ::-1])  # upside down: a different mask
     single = [engine.run(one), engine.run(other)]
@@ -96,12 +96,12 @@ def test_batches_are_split_at_max_batch_and_requests_stay_separate(tiny, rgb):
     ("isnet-tiny", "bf16", 0.01), ("isnet-tiny", "fp16", 0.002),
     ("birefnet-tiny", "bf16", 0.01), ("birefnet-tiny", "fp16", 0.002),
 ])
-def test_reduced_precision_keeps_layernorm_in_float32_and_stays_close(tiny, rgb, fp32_masks, variant, precision,
+def test_reduced_precision_keeps_layernorm_in_float32_and_stays_close(tiny, rgb, f32_masks, variant, precision,
                                                                        bound):
     _, path = tiny[variant]
     spec = spec_for(variant)
     pixels = to_model_pixels(rgb, spec)[None]
-    reference = fp32_masks[variant]
+    reference = f32_masks[variant]
     engine = TorchEngine(path, spec, TorchSettings(variant, precision, device="cpu"))
     low = {torch.bfloat16, torch.float16}
     convs = [m for m in engine.model.modules() if isinstance(m, torch.nn.Conv2d)]
@@ -121,7 +121,8 @@ def test_load_model_folds_every_batchnorm(tiny):
 
 
 def test_wrong_input_is_refused_with_the_expected_shape(tiny):
-    engine = TorchEngine(tiny["isnet-tiny"][1], isnet_spec(SIZE), TorchSettings("isnet-tiny", "fp32", device="cpu"))
+    settings = TorchSettings("isnet-tiny", "f32", device="cpu")
+    engine = TorchEngine(tiny["isnet-tiny"][1], family("isnet").spec(SIZE), settings)
     with pytest.raises(ValueError, match=r"uint8 N x 3 x 64 x 64, got float32 \(1, 3, 64, 64\)"):
         engine.run(np.zeros((1, 3, SIZE, SIZE), np.float32))
     with pytest.raises(ValueError, match=r"got uint8 \(1, 3, 32, 64\)"):
@@ -133,7 +134,7 @@ def test_settings_from_config_parameters():
                                           "device": "cuda", "max_batch": "16", "spec": "{}"})
     assert settings == TorchSettings("isnet", "bf16", "compile", "cuda", 16)
     assert TorchSettings.from_params(settings.to_params()) == settings
-    with pytest.raises(ValueError, match="precision must be one of fp32, fp16, bf16, got 'f16'"):
+    with pytest.raises(ValueError, match="precision must be one of fp16, bf16, f32, got 'f16'"):
         TorchSettings("isnet", "f16")
     with pytest.raises(ValueError, match="graphs must be one of cuda-graphs, compile, none"):
         TorchSettings("isnet", graphs="tensorrt")
@@ -144,4 +145,4 @@ def test_settings_from_config_parameters():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on machines without CUDA")
 def test_cuda_without_a_gpu_says_how_to_run_on_the_cpu(tiny):
     with pytest.raises(RuntimeError, match="--device cpu"):
-        TorchEngine(tiny["isnet-tiny"][1], isnet_spec(SIZE), TorchSettings("isnet-tiny", "fp16"))
+        TorchEngine(tiny["isnet-tiny"][1], family("isnet").spec(SIZE), TorchSettings("isnet-tiny", "fp16"))
