@@ -188,20 +188,27 @@ class TorchEngine(Engine):
         parts = [self._run_chunk(batch[i:i + step]) for i in range(0, batch.shape[0], step)]
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
+    def run_device(self, pixels):
+        """Device uint8 N x 3 x H x W (N <= max_batch) -> device float32 masks, through the
+        captured graph of that batch size when there is one.
+
+        The result may be the graph's static output: read it before the next call.
+        """
+        graph = self._captured.get(pixels.shape[0])
+        if graph is None:
+            return (self._compiled or self.forward)(pixels)
+        replay, static_in, static_out = graph
+        static_in.copy_(pixels, non_blocking=True)
+        replay.replay()
+        return static_out
+
     def _run_chunk(self, batch: np.ndarray) -> np.ndarray:
         torch = self.torch
         n = batch.shape[0]
         host_in, host_out = self._host_in[:n], self._host_out[:n]
         np.copyto(host_in.numpy(), batch)
         with torch.inference_mode():
-            if n in self._captured:
-                graph, static_in, static_out = self._captured[n]
-                static_in.copy_(host_in, non_blocking=True)
-                graph.replay()
-                out = static_out
-            else:
-                pixels = host_in.to(self.device, non_blocking=True)
-                out = (self._compiled or self.forward)(pixels)
+            out = self.run_device(host_in.to(self.device, non_blocking=True))
             host_out.copy_(out, non_blocking=True)
             if self.device.type == "cuda":
                 torch.cuda.current_stream().synchronize()
