@@ -10,7 +10,7 @@ on them), on one GPU:
      matrix products; grid_sample and elementwise work are not counted). ``host_images_per_s``
      adds the uint8 upload and the mask download (what the served engine step does).
   2. served: a gpu-torch repository through the real Triton server, gRPC clients at
-     concurrency 1, 4, 16, 64 sending a 1024x1024 JPEG (PNG cut-out back):
+     concurrency 1, 4, 16, 64 sending a 1024x1024 JPEG (PNG cut-out back; ``--options``):
      ``served_images_per_s``, p50/p99 latency, the mean per-step times from INFO (where the
      time goes) and the instance counts used.
   3. precision: mean |mask - f32 mask| of fp16 and bf16 on eval photos.
@@ -57,7 +57,10 @@ def environment(device: str) -> dict:
         props = torch.cuda.get_device_properties(0)
         env.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),
                    compute_capability=f"{props.major}.{props.minor}", multiprocessors=props.multi_processor_count,
-                   cudnn=torch.backends.cudnn.version(), driver=_nvidia_smi("driver_version"))
+                   cudnn=torch.backends.cudnn.version(), driver=_nvidia_smi("driver_version"),
+                   # "f32" figures: convolutions may use TF32 tensor cores (PyTorch's default), matmuls not
+                   cudnn_allow_tf32=torch.backends.cudnn.allow_tf32,
+                   matmul_allow_tf32=torch.backends.cuda.matmul.allow_tf32)
     try:
         env["commit"] = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
                                        capture_output=True, text=True, timeout=10).stdout.strip()
@@ -213,16 +216,16 @@ def served(models: dict[str, str], args) -> dict:
     result = {"server_ready_s": time.perf_counter() - t0, "precision": args.served_precision,
               "instances": {"preprocess": args.pre_instances, "engine": args.engine_instances,
                             "postprocess": args.post_instances},
-              "max_batch": max(args.batches), "input": f"{args.size}x{args.size} JPEG, PNG cut-out returned",
+              "max_batch": max(args.batches), "input": f"{args.size}x{args.size} JPEG", "options": args.options,
               "models": {}}
     image = test_image(args.size)
     try:
         for model in models:
             clients = [RmbgClient(server.grpc_url, model=model) for _ in range(max(args.concurrency))]
-            clients[0].remove(image)  # first request: lazy initialisations
+            clients[0].remove(image, args.options)  # first request: lazy initialisations
             levels = []
             for concurrency in args.concurrency:
-                levels.append(load_level(clients[:concurrency], image, args.requests_per_client))
+                levels.append(load_level(clients[:concurrency], image, args.options, args.requests_per_client))
                 lv = levels[-1]
                 print(f"served {model} concurrency {concurrency}: {lv['served_images_per_s']:.1f} img/s, "
                       f"p50 {lv['p50_ms']:.0f} ms, p99 {lv['p99_ms']:.0f} ms, steps {lv['steps_mean_ms']}", flush=True)
@@ -232,13 +235,13 @@ def served(models: dict[str, str], args) -> dict:
     return result
 
 
-def load_level(clients, image: bytes, per_client: int) -> dict:
+def load_level(clients, image: bytes, options: dict, per_client: int) -> dict:
     """Every client sends ``per_client`` requests back to back; wall time over all of them."""
     def worker(client) -> list[tuple[float, dict]]:
         out = []
         for _ in range(per_client):
             t0 = time.perf_counter()
-            r = client.remove(image)
+            r = client.remove(image, options)
             out.append(((time.perf_counter() - t0) * 1000.0, r.info["timings"]))
         return out
 
@@ -265,6 +268,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--concurrency", type=ints, default=[1, 4, 16, 64])
     ap.add_argument("--requests-per-client", type=int, default=16)
     ap.add_argument("--served-precision", default="fp16")
+    ap.add_argument("--options", type=json.loads, default={},
+                    help='OPTIONS of the served requests, e.g. \'{"outputFormat": "WEBP"}\' (default: PNG cut-out)')
     ap.add_argument("--pre-instances", type=int, default=max(1, (os.cpu_count() or 2) // 2))
     ap.add_argument("--post-instances", type=int, default=max(1, (os.cpu_count() or 2) // 2))
     ap.add_argument("--engine-instances", type=int, default=1)
