@@ -37,8 +37,13 @@ class Engine:
         raise NotImplementedError
 
     def run_batch(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        batch = arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=0)
-        out = self.run(np.ascontiguousarray(batch, dtype=self.input_dtype))
+        batch = np.ascontiguousarray(arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=0))
+        if batch.dtype != self.input_dtype:
+            # float64 -> float32 is fine; float -> uint8 pixels would silently truncate: refuse it.
+            if not np.can_cast(batch.dtype, self.input_dtype, casting="same_kind"):
+                raise ValueError(f"engine input must be {np.dtype(self.input_dtype).name}, got {batch.dtype}")
+            batch = batch.astype(self.input_dtype)
+        out = self.run(batch)
         splits = np.cumsum([a.shape[0] for a in arrays])[:-1]
         return np.split(out, splits, axis=0)
 

@@ -127,6 +127,8 @@ def test_wrong_input_is_refused_with_the_expected_shape(tiny):
         engine.run(np.zeros((1, 3, SIZE, SIZE), np.float32))
     with pytest.raises(ValueError, match=r"got uint8 \(1, 3, 32, 64\)"):
         engine.run(np.zeros((1, 3, 32, 64), np.uint8))
+    with pytest.raises(ValueError, match="engine input must be uint8, got float32"):  # never truncated silently
+        engine.run_batch([np.zeros((1, 3, SIZE, SIZE), np.float32)])
 
 
 def test_settings_from_config_parameters():
