@@ -19,7 +19,7 @@ from pathlib import Path
 from rmbg_backend import contract as c
 from rmbg_backend.decode import Limits
 from rmbg_backend.families import ModelSpec, family
-from rmbg_backend.torch_engine import DEVICES, GRAPH_MODES, TorchSettings
+from rmbg_backend.torch_engine import TorchSettings
 from rmbg_export import metadata
 from rmbg_export.builders import servable_onnx
 from rmbg_export.cache import human_size
@@ -103,10 +103,10 @@ class RepositorySettings:
         for name in ("max_batch", "pre_instances", "post_instances", "engine_instances"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if self.graphs not in GRAPH_MODES:
-            raise ValueError(f"--graphs must be one of {', '.join(GRAPH_MODES)}, got {self.graphs!r}")
-        if self.device not in DEVICES:
-            raise ValueError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.graphs not in c.TORCH_GRAPH_MODES:
+            raise ValueError(f"--graphs must be one of {', '.join(c.TORCH_GRAPH_MODES)}, got {self.graphs!r}")
+        if self.device not in c.TORCH_DEVICES:
+            raise ValueError(f"--device must be one of {', '.join(c.TORCH_DEVICES)}, got {self.device!r}")
 
     @property
     def model_input(self) -> str:

@@ -2,7 +2,7 @@
 
 Input is uint8 pixels N x 3 x H x W at model resolution (3 MB per 1024x1024 image instead of
 12 MB of float32); normalisation runs on the device, in float32, with the same constants as
-the CPU path (``preprocess.normalisation``), then the model runs in f32, fp16 or bf16 with
+the CPU path (``resize.normalisation``), then the model runs in f32, fp16 or bf16 with
 its LayerNorms and softmax in float32 (``models/swin.py``). Output is the float32 mask
 N x 1 x H x W in 0..1, the same ``mask`` every target returns.
 
@@ -85,17 +85,18 @@ def load_model(variant: str, weights: Path, precision: str = "f32", device: str 
     fold_batchnorm(model)
     model = model.to(device=device, memory_format=torch.channels_last)
     if precision != "f32":
-        model = model.to(dtype=_DTYPES()[precision])
+        model = model.to(dtype=torch_dtype(precision))
         for module in model.modules():
             if isinstance(module, nn.LayerNorm):
                 module.float()
     return model.eval().requires_grad_(False)
 
 
-def _DTYPES() -> dict[str, Any]:  # noqa: N802 - a lazily built constant (torch is imported late)
+def torch_dtype(precision: str) -> Any:
+    """``f32`` / ``fp16`` / ``bf16`` -> the torch dtype (torch is imported only when an engine is built)."""
     import torch
 
-    return {"f32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    return {"f32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
 
 
 class TorchEngine(Engine):
@@ -119,7 +120,7 @@ class TorchEngine(Engine):
             torch.backends.cudnn.benchmark = True  # fixed shapes per batch size: pick the fastest kernels once
         t0 = time.perf_counter()
         self.model = load_model(settings.variant, weights, settings.precision, self.device)
-        self.dtype = _DTYPES()[settings.precision]
+        self.dtype = torch_dtype(settings.precision)
         scale, shift = normalisation(spec)
         self.scale = torch.from_numpy(scale).view(1, 3, 1, 1).to(self.device)
         self.shift = torch.from_numpy(shift).view(1, 3, 1, 1).to(self.device)
