@@ -107,9 +107,3 @@ def test_gpu_ort_target_writes_a_native_onnxruntime_config(tmp_path):
     assert 'name: "input"' in config and 'name: "mask"' in config
     assert not (tmp_path / "repo" / "isnet" / "1" / "model.py").exists()
     assert (tmp_path / "repo" / "isnet" / "1" / "model.onnx") in written
-    # onnxruntime's TensorRT engines (minutes to build) persist beside the model, by absolute path
-    cache = (tmp_path / "repo" / "isnet" / "trt_cache").resolve()
-    assert f'key: "trt_engine_cache_path" value: "{cache}"' in config and cache.is_dir()
-    settings = RepositorySettings("gpu-ort", "fp16", trt_cache_dir="/models/trt")
-    write_repository(tmp_path / "repo2", family("isnet").spec(64), engine, settings)
-    assert 'value: "/models/trt"' in (tmp_path / "repo2" / "isnet" / "config.pbtxt").read_text()
