@@ -8,7 +8,7 @@ REPO ?= model_repository
 WEIGHTS ?= imgly-isnet
 
 .DEFAULT_GOAL := help
-.PHONY: help venv system-deps repo demo serve test test-unit lint perf bench bench-matting soak audit clean
+.PHONY: help venv system-deps repo demo serve test test-unit lint perf bench bench-gpu bench-gpu-smoke bench-matting soak audit clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -56,6 +56,12 @@ perf: repo ## perf_analyzer concurrency/request-rate sweeps over gRPC and HTTP -
 
 bench: repo $(RMBG_VENV)/.installed ## rembg vs direct onnxruntime vs served, side by side -> perf/results/bench.*
 	$(PY) perf/bench.py
+
+bench-gpu: $(STAMP) ## gpu-torch on a CUDA GPU: model alone, served, fp16/bf16 vs f32 -> perf/results/gpu_h100.json
+	$(PY) perf/bench_gpu.py --device cuda
+
+bench-gpu-smoke: $(STAMP) ## the same script on the CPU with tiny variants (checks it works; writes no figures)
+	$(PY) perf/bench_gpu.py --device cpu --smoke
 
 bench-matting: $(STAMP) ## our alpha matting vs pymatting closed form -> perf/results/matting.*
 	$(PY) perf/bench_matting.py

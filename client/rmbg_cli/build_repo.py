@@ -10,11 +10,13 @@ import os
 import sys
 from pathlib import Path
 
-from rmbg_backend.contract import PRECISIONS, TARGET_PRECISIONS, TARGETS
+from rmbg_backend.contract import PRECISIONS, TARGET_PRECISIONS, TARGETS, TORCH_DEVICES, TORCH_GRAPH_MODES
 from rmbg_backend.families import FAMILIES, all_variants
 from rmbg_cli.extras import require
 
 EXIT_OK, EXIT_FAILED = 0, 1
+DEFAULT_MAX_BATCH = 4
+GPU_TORCH_MAX_BATCH = 16  # a GPU needs batches to fill it; 16 x 1024^2 fits every variant in fp16
 
 
 def _positive(text: str) -> int:
@@ -42,7 +44,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="PyTorch definition for PyTorch weights (default: follows the checkpoint)")
     b.add_argument("--out", type=Path, default=Path("model_repository"))
     b.add_argument("--size", type=int, help="model input size (default 1024; tests use smaller)")
-    b.add_argument("--max-batch", type=_positive, default=4, help="largest dynamic batch")
+    b.add_argument("--max-batch", type=_positive, default=None,
+                   help=f"largest dynamic batch (default {DEFAULT_MAX_BATCH}, {GPU_TORCH_MAX_BATCH} for gpu-torch)")
     b.add_argument("--pre-instances", type=_positive, default=default_step_instances(),
                    help="preprocess instances (default: half the cores)")
     b.add_argument("--post-instances", type=_positive, default=default_step_instances(),
@@ -50,6 +53,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     b.add_argument("--engine-instances", type=_positive, default=1, help="segmentation engine instances")
     b.add_argument("--threads", type=int, default=0, help="CPU engine threads per instance (0: all cores)")
     b.add_argument("--cpu-engine", choices=["auto", "openvino", "onnxruntime"], default="auto")
+    b.add_argument("--graphs", choices=TORCH_GRAPH_MODES, default=TORCH_GRAPH_MODES[0],
+                   help="gpu-torch: one CUDA graph per batch size, torch.compile, or eager (on a CPU: eager)")
+    b.add_argument("--device", choices=TORCH_DEVICES, default=TORCH_DEVICES[0],
+                   help="gpu-torch: run torch on the GPU, or on the CPU (tests and machines without a GPU)")
     b.add_argument("--max-input-mb", type=float, help="largest encoded input (default 50)")
     b.add_argument("--max-megapixels", type=float, help="largest decoded image (default 50)")
     b.add_argument("--max-side", type=int, help="longest decoded side in pixels (default 30000)")
@@ -71,9 +78,10 @@ def run(a: argparse.Namespace) -> int:
     sources = require("rmbg_export.sources", "export", "build-repo")
     settings = repository.RepositorySettings(
         target=a.target, precision=a.precision or TARGET_PRECISIONS[a.target][0],
-        max_batch=a.max_batch, pre_instances=a.pre_instances, post_instances=a.post_instances,
+        max_batch=a.max_batch or (GPU_TORCH_MAX_BATCH if a.target == "gpu-torch" else DEFAULT_MAX_BATCH),
+        pre_instances=a.pre_instances, post_instances=a.post_instances,
         engine_instances=a.engine_instances, threads=a.threads, cpu_engine=a.cpu_engine,
-        limits=limits_from_args(a, repository.Limits),
+        limits=limits_from_args(a, repository.Limits), graphs=a.graphs, device=a.device,
     )
     try:
         result = repository.build_repo(a.model, a.weights, settings, a.out, size=a.size, variant=a.variant)

@@ -14,6 +14,7 @@ import importlib
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 from rmbg_backend.contract import ENGINE_INPUT
 from rmbg_backend.families import Family, ModelSpec
@@ -61,8 +62,39 @@ def servable_onnx(fam: Family, weights: Weights, spec: ModelSpec, variant: str |
 
 
 # Layers kept in float32 inside an FP16 engine: Swin's LayerNorm overflows in half precision,
-# softmax needs the range. Matched against TensorRT layer types and ONNX node names.
-_FP32_LAYER_HINTS = ("LayerNorm", "layer_norm", "Softmax", "softmax", "ReduceMean", "Pow", "Sqrt")
+# softmax and reductions need the range. TensorRT layer types are matched by their enum member
+# name (``layer.type.name``: ``SOFTMAX``; ``str(layer.type)`` is ``LayerType.SOFTMAX``), and the
+# ONNX node names TensorRT keeps as layer names catch LayerNorm exported as decomposed ops.
+FP32_LAYER_TYPES = frozenset({"SOFTMAX", "NORMALIZATION", "REDUCE"})
+FP32_NAME_HINTS = ("LayerNorm", "layer_norm", "LayerNormalization", "Softmax", "softmax")
+
+
+def _type_name(layer_type: Any) -> str:
+    """``SOFTMAX`` for ``trt.LayerType.SOFTMAX`` (pybind11 enums have ``.name``, as Python enums do)."""
+    name = getattr(layer_type, "name", None)
+    return name if isinstance(name, str) else str(layer_type).rsplit(".", 1)[-1]
+
+
+def keeps_fp32(layer_name: str, layer_type: Any) -> bool:
+    """Whether a layer must run in float32 inside a reduced-precision engine."""
+    return _type_name(layer_type) in FP32_LAYER_TYPES or any(h in layer_name for h in FP32_NAME_HINTS)
+
+
+def pin_fp32_layers(network: Any, float32: Any) -> list[str]:
+    """Set precision and output types of the layers ``keeps_fp32`` selects; returns their names.
+
+    ``network`` is a ``tensorrt.INetworkDefinition`` and ``float32`` is ``tensorrt.float32``;
+    both are passed in so this runs (and is tested) without TensorRT.
+    """
+    pinned = []
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if keeps_fp32(layer.name, layer.type):
+            layer.precision = float32
+            for j in range(layer.num_outputs):
+                layer.set_output_type(j, float32)
+            pinned.append(layer.name)
+    return pinned
 
 
 class TensorRTUnavailable(SourceError):
@@ -115,12 +147,9 @@ def build_engine(onnx_path: Path, spec: ModelSpec, max_batch: int = 4, fp16: boo
     if fp16:
         config.set_flag(trt.BuilderFlag.FP16)
         config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
-        for i in range(network.num_layers):
-            layer = network.get_layer(i)
-            if any(h in layer.name or h in str(layer.type) for h in _FP32_LAYER_HINTS):
-                layer.precision = trt.float32
-                for j in range(layer.num_outputs):
-                    layer.set_output_type(j, trt.float32)
+        pinned = pin_fp32_layers(network, trt.float32)
+        log.info("%d of %d layers kept in float32 (softmax, normalisation, reductions)", len(pinned),
+                 network.num_layers)
     profile = builder.create_optimization_profile()
     shape = (3, spec.height, spec.width)
     opt = max(1, max_batch // 2)

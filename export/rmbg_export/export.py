@@ -36,8 +36,14 @@ def build_model(variant: str, weights: Weights):
     elif weights.kind in ("pth", "safetensors"):
         assert weights.path is not None
         load_checkpoint(model, read_state_dict(weights.path))
+    elif weights.kind == "onnx" and family_of_variant(variant).name == "isnet":
+        from rmbg_export.models.isnet_onnx import state_dict_from_onnx
+
+        assert weights.path is not None
+        load_checkpoint(model, state_dict_from_onnx(model, weights.path))
     else:
-        raise SourceError(f"{weights.source}: an ONNX file cannot be loaded into a PyTorch model")
+        raise SourceError(f"{weights.source}: only IS-Net weights can be read out of an ONNX file; "
+                          "give BiRefNet weights as .pth/.safetensors, hf:<repo> or synthetic")
     return model.eval()
 
 
@@ -114,14 +120,24 @@ def export_variant(variant: str, source: str, out: Path, size: tuple[int, int] =
     return export_verified(build_model(variant, weights), weights, spec, out, opset=opset, fp16=fp16)
 
 
-def cached_export(family_name: str, weights: Weights, spec: ModelSpec, variant: str | None = None) -> Path:
-    """build-repo's path for PyTorch checkpoints and synthetic weights: export once, verify, cache."""
+def resolve_variant(family_name: str, weights: Weights, variant: str | None = None) -> str:
+    """The definition to load ``weights`` into: ``variant`` if given (checked), else the one it fits."""
     variant = variant or variant_for(family_name, weights)
     if family_of_variant(variant).name != family_name:
         raise SourceError(f"variant {variant!r} is not a {family_name} variant")
+    return variant
+
+
+def weights_key(weights: Weights) -> str:
+    """A short cache key for converted forms of ``weights`` (source name and file mtime)."""
     stamp = weights.path.stat().st_mtime_ns if weights.path is not None else 0
-    key = hashlib.sha256(f"{weights.source}:{stamp}".encode()).hexdigest()[:12]
-    target = cache_dir() / "exported" / f"{variant}-{key}-{spec.height}x{spec.width}.onnx"
+    return hashlib.sha256(f"{weights.source}:{stamp}".encode()).hexdigest()[:12]
+
+
+def cached_export(family_name: str, weights: Weights, spec: ModelSpec, variant: str | None = None) -> Path:
+    """build-repo's path for PyTorch checkpoints and synthetic weights: export once, verify, cache."""
+    variant = resolve_variant(family_name, weights, variant)
+    target = cache_dir() / "exported" / f"{variant}-{weights_key(weights)}-{spec.height}x{spec.width}.onnx"
     if target.exists():
         log.info("using exported engine %s (cached)", target)
         return target

@@ -19,13 +19,15 @@ from pathlib import Path
 from rmbg_backend import contract as c
 from rmbg_backend.decode import Limits
 from rmbg_backend.families import ModelSpec, family
+from rmbg_backend.torch_engine import TorchSettings
 from rmbg_export import metadata
 from rmbg_export.builders import servable_onnx
 from rmbg_export.cache import human_size
 from rmbg_export.sources import resolve
 
 log = logging.getLogger(__name__)
-ENGINE_FILES = {"gpu-trt": "model.plan"}  # every other target loads model.onnx
+ENGINE_FILES = {"gpu-trt": "model.plan", "gpu-torch": "model.safetensors"}  # the others load model.onnx
+ENGINE_ADAPTERS = {"cpu": "segment_cpu", "gpu-torch": "segment_torch"}  # Python-backend engines
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,8 @@ class RepositorySettings:
     threads: int = 0
     cpu_engine: str = "auto"
     limits: Limits = field(default_factory=Limits)
+    graphs: str = "cuda-graphs"  # gpu-torch: cuda-graphs | compile | none (always none on the CPU)
+    device: str = "cuda"  # gpu-torch: cuda, or cpu to run torch on the CPU (tests, no GPU)
 
     def __post_init__(self) -> None:
         if self.target not in c.TARGET_PRECISIONS:
@@ -99,30 +103,47 @@ class RepositorySettings:
         for name in ("max_batch", "pre_instances", "post_instances", "engine_instances"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.graphs not in c.TORCH_GRAPH_MODES:
+            raise ValueError(f"--graphs must be one of {', '.join(c.TORCH_GRAPH_MODES)}, got {self.graphs!r}")
+        if self.device not in c.TORCH_DEVICES:
+            raise ValueError(f"--device must be one of {', '.join(c.TORCH_DEVICES)}, got {self.device!r}")
+
+    @property
+    def model_input(self) -> str:
+        """gpu-torch takes uint8 pixels and normalises on its device; every other engine float32."""
+        return "uint8" if self.target == "gpu-torch" else "float32"
+
+    @property
+    def engine_input_dtype(self) -> str:
+        return {"uint8": "UINT8", "float32": "FP32"}[self.model_input]
 
 
-def _engine_io(spec: ModelSpec) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
-    return ((Tensor(c.ENGINE_INPUT, "FP32", (3, spec.height, spec.width)),),
+def _engine_io(spec: ModelSpec, s: RepositorySettings) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
+    return ((Tensor(c.ENGINE_INPUT, s.engine_input_dtype, (3, spec.height, spec.width)),),
             (Tensor(c.ENGINE_OUTPUT, "FP32", (1, spec.height, spec.width)),))
 
 
+def _spec_json(spec: ModelSpec) -> str:
+    return json.dumps(asdict(spec), separators=(",", ":"))
+
+
 def _step_parameters(spec: ModelSpec, limits: Limits) -> dict[str, str]:
-    return {"spec": json.dumps(asdict(spec), separators=(",", ":")), "limits": json.dumps(asdict(limits))}
+    return {"spec": _spec_json(spec), "limits": json.dumps(asdict(limits))}
 
 
 def preprocess_config(spec: ModelSpec, s: RepositorySettings) -> ModelConfig:
-    engine_input, _ = _engine_io(spec)
+    engine_input, _ = _engine_io(spec, s)
     return ModelConfig(
         c.step_name("preprocess", spec.name),
         inputs=(Tensor(c.IMAGE, "STRING", (1,)), Tensor(c.OPTIONS, "STRING", (1,), optional=True)),
         outputs=(*engine_input, Tensor(c.PIXELS, "UINT8", (-1, -1, -1)), Tensor(c.META, "STRING", (1,))),
         max_batch=s.max_batch, backend="python", instances=s.pre_instances,
-        parameters=_step_parameters(spec, s.limits),
+        parameters={**_step_parameters(spec, s.limits), "model_input": s.model_input},
     )
 
 
 def postprocess_config(spec: ModelSpec, s: RepositorySettings) -> ModelConfig:
-    _, engine_output = _engine_io(spec)
+    _, engine_output = _engine_io(spec, s)
     return ModelConfig(
         c.step_name("postprocess", spec.name),
         inputs=(*engine_output, Tensor(c.PIXELS, "UINT8", (-1, -1, -1), ragged=True),
@@ -166,14 +187,24 @@ def _ort_accelerator(parameters: dict[str, str]) -> str:
             + lines + "\n} ] } }")
 
 
-def engine_config(spec: ModelSpec, s: RepositorySettings, engine_cache_dir: str = "") -> ModelConfig:
-    inputs, outputs = _engine_io(spec)
+def engine_config(spec: ModelSpec, s: RepositorySettings, engine_cache_dir: str = "",
+                  variant: str | None = None) -> ModelConfig:
+    """The segmentation engine's config; ``variant`` (the PyTorch definition) is needed for gpu-torch."""
+    inputs, outputs = _engine_io(spec, s)
     common = {"name": spec.name, "inputs": inputs, "outputs": outputs, "max_batch": s.max_batch,
               "instances": s.engine_instances}
     if s.target == "cpu":
         return ModelConfig(**common, backend="python", parameters={
             "engine": s.cpu_engine, "threads": str(s.threads), "precision": s.precision,
             "engine_file": engine_file_name(s.target)})
+    if s.target == "gpu-torch":
+        if variant is None:
+            raise ValueError("the gpu-torch engine config needs the variant its weights fit (isnet, birefnet, ...)")
+        graphs = s.graphs if s.device == "cuda" else "none"  # on the CPU neither graphs nor compile apply
+        torch_settings = TorchSettings(variant, s.precision, graphs, s.device, s.max_batch)
+        return ModelConfig(**common, backend="python", instance_kind="KIND_GPU" if s.device == "cuda" else "KIND_CPU",
+                           parameters={**torch_settings.to_params(), "spec": _spec_json(spec),
+                                       "engine_file": engine_file_name(s.target)})
     if s.target == "gpu-trt":
         return ModelConfig(**common, platform="tensorrt_plan", instance_kind="KIND_GPU",
                            extra=('default_model_filename: "model.plan"',))
@@ -238,10 +269,11 @@ def engine_file_name(target: str) -> str:
 
 
 def write_repository(out: Path, spec: ModelSpec, engine_file: Path,
-                     settings: RepositorySettings = RepositorySettings()) -> list[Path]:
+                     settings: RepositorySettings = RepositorySettings(), variant: str | None = None) -> list[Path]:
     """Write the four models of ``rmbg_<spec.name>`` under ``out``; returns the files written.
 
     An ONNX engine must carry provenance metadata matching ``spec`` (``rmbg_export.metadata``).
+    ``variant`` names the PyTorch definition of a gpu-torch engine's state_dict.
     """
     if engine_file.suffix == ".onnx":
         metadata.check_matches(engine_file, spec)
@@ -253,11 +285,11 @@ def write_repository(out: Path, spec: ModelSpec, engine_file: Path,
     engine_cache = (out / spec.name / "trt_cache").resolve()  # not numeric: Triton does not take it for a version
     if settings.target == "gpu-ort":
         engine_cache.mkdir(parents=True, exist_ok=True)
-    engine = engine_config(spec, settings, str(engine_cache))
+    engine = engine_config(spec, settings, str(engine_cache), variant)
     d = out / engine.name
     written.append(_write(d / "config.pbtxt", engine.pbtxt()))
-    if settings.target == "cpu":
-        written.append(_write(d / "1" / "model.py", _adapter_source("segment_cpu")))
+    if settings.target in ENGINE_ADAPTERS:
+        written.append(_write(d / "1" / "model.py", _adapter_source(ENGINE_ADAPTERS[settings.target])))
     written.append(_place(engine_file, d / "1" / engine_file_name(settings.target)))
     ensemble = ensemble_config(spec, settings)
     written.append(_write(out / ensemble.name / "config.pbtxt", ensemble.pbtxt()))
@@ -289,12 +321,17 @@ def build_repo(model: str, source: str, settings: RepositorySettings = Repositor
         check_available()  # refuse before any slow conversion or export
     weights = resolve(source)
     log.warning("weights %s are under this licence: %s", source, weights.licence)
-    engine = servable_onnx(fam, weights, spec, variant)
+    if settings.target == "gpu-torch":
+        from rmbg_export.torch_weights import torch_weights_file  # needs torch
+
+        engine, variant = torch_weights_file(fam.name, weights, variant)
+    else:
+        engine = servable_onnx(fam, weights, spec, variant)
     if settings.target == "gpu-trt":
         from rmbg_export.builders import build_engine
 
         engine = build_engine(engine, spec, max_batch=settings.max_batch, fp16=settings.precision == "fp16")
-    written = write_repository(out, spec, engine, settings)
+    written = write_repository(out, spec, engine, settings, variant)
     for path in written:
         log.info("wrote %s (%s)", path, human_size(path.stat().st_size))
     return BuildResult(written, source, weights.licence, weights.kind == "synthetic")

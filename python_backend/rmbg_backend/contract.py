@@ -46,6 +46,12 @@ TARGET_PRECISIONS: dict[str, tuple[str, ...]] = {
     "cpu": ("f32", "bf16"),
     "gpu-trt": ("fp16", "f32"),
     "gpu-ort": ("fp16", "f32"),
+    "gpu-torch": ("fp16", "bf16", "f32"),
 }
 TARGETS = tuple(TARGET_PRECISIONS)
 PRECISIONS = ("f32", "int8", "fp16", "bf16")
+
+# gpu-torch engine settings (build-repo --graphs / --device): how launch overhead is removed,
+# and where torch runs (cpu: tests and machines without a GPU; graphs then do not apply).
+TORCH_GRAPH_MODES = ("cuda-graphs", "compile", "none")
+TORCH_DEVICES = ("cuda", "cpu")

@@ -29,14 +29,21 @@ def session_options(intra_op_threads: int = 0):
 
 
 class Engine:
-    """``run`` takes an N x C x H x W float32 batch; ``run_batch`` stacks per-request arrays."""
+    """``run`` takes an N x C x H x W batch of ``input_dtype``; ``run_batch`` stacks per-request arrays."""
+
+    input_dtype: type = np.float32
 
     def run(self, batch: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
         raise NotImplementedError
 
     def run_batch(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        batch = arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=0)
-        out = self.run(np.ascontiguousarray(batch, dtype=np.float32))
+        batch = np.ascontiguousarray(arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=0))
+        if batch.dtype != self.input_dtype:
+            # float64 -> float32 is fine; float -> uint8 pixels would silently truncate: refuse it.
+            if not np.can_cast(batch.dtype, self.input_dtype, casting="same_kind"):
+                raise ValueError(f"engine input must be {np.dtype(self.input_dtype).name}, got {batch.dtype}")
+            batch = batch.astype(self.input_dtype)
+        out = self.run(batch)
         splits = np.cumsum([a.shape[0] for a in arrays])[:-1]
         return np.split(out, splits, axis=0)
 

@@ -22,12 +22,33 @@ def resize_area(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
 
 
+def normalisation(spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel float32 ``scale`` and ``shift`` with ``(x/255 - mean)/std == x*scale - shift``.
+
+    One definition for the CPU path below and the torch engine's on-device normalisation, so
+    both compute the same float32 values from the same uint8 pixels.
+    """
+    scale = np.array([1.0 / (255.0 * s) for s in spec.std], np.float32)
+    shift = np.array([m / s for m, s in zip(spec.mean, spec.std, strict=True)], np.float32)
+    return scale, shift
+
+
+def to_model_pixels(rgb: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """RGB uint8 HxWx3 -> uint8 3 x spec.height x spec.width (resized, planar, not normalised).
+
+    What the gpu-torch target sends to its engine: a quarter of the bytes of the float32
+    input, normalised on the device.
+    """
+    return np.ascontiguousarray(resize_bilinear(rgb, spec.height, spec.width).transpose(2, 0, 1))
+
+
 def to_model_input(rgb: np.ndarray, spec: ModelSpec) -> np.ndarray:
     """RGB uint8 HxWx3 -> float32 3 x spec.height x spec.width, ``(x/255 - mean) / std``."""
     resized = resize_bilinear(rgb, spec.height, spec.width)
+    scale, shift = normalisation(spec)
     out = np.empty((3, spec.height, spec.width), np.float32)
     for c, plane in enumerate(cv2.split(resized)):
         # planar output written channel by channel: no HWC float copy, no transpose copy
-        np.multiply(plane, np.float32(1.0 / (255.0 * spec.std[c])), out=out[c], dtype=np.float32)
-        out[c] -= np.float32(spec.mean[c] / spec.std[c])
+        np.multiply(plane, scale[c], out=out[c], dtype=np.float32)
+        out[c] -= shift[c]
     return out

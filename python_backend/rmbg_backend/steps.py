@@ -22,7 +22,7 @@ from rmbg_backend.errors import RequestError
 from rmbg_backend.families import ModelSpec
 from rmbg_backend.mask import mask_to_alpha, post_process_mask
 from rmbg_backend.options import Options, parse_options
-from rmbg_backend.resize import to_model_input
+from rmbg_backend.resize import to_model_input, to_model_pixels
 
 
 def _ms(t0: float) -> float:
@@ -31,20 +31,29 @@ def _ms(t0: float) -> float:
 
 @dataclass
 class Prepared:
-    model_input: np.ndarray  # 3 x H x W float32
+    model_input: np.ndarray  # 3 x H x W: float32 normalised, or uint8 pixels (gpu-torch normalises on the GPU)
     pixels: np.ndarray  # H x W x 3 (or x 4 with the input's alpha) uint8
     meta: dict[str, Any]
 
 
+MODEL_INPUTS = ("float32", "uint8")
+
+
 def preprocess(image_bytes: bytes, options_raw: bytes | None, spec: ModelSpec,
-               limits: Limits = Limits()) -> Prepared:
-    """Validate OPTIONS first (cheap), then decode and build the model input."""
+               limits: Limits = Limits(), model_input: str = "float32") -> Prepared:
+    """Validate OPTIONS first (cheap), then decode and build the model input.
+
+    ``model_input`` ``uint8`` leaves normalisation to the engine (the gpu-torch target).
+    """
+    if model_input not in MODEL_INPUTS:
+        raise ValueError(f"model_input must be one of {', '.join(MODEL_INPUTS)}, got {model_input!r}")
     options = parse_options(options_raw)
     t0 = time.perf_counter()
     image = decode_image(image_bytes, limits=limits)
     decode_ms = _ms(t0)
     t1 = time.perf_counter()
-    model_input = to_model_input(image.rgb, spec)
+    to_input = to_model_pixels if model_input == "uint8" else to_model_input
+    model_input_array = to_input(image.rgb, spec)
     pixels = image.rgb if image.alpha is None else np.dstack([image.rgb, image.alpha])
     meta = {
         "width": image.width,
@@ -55,7 +64,7 @@ def preprocess(image_bytes: bytes, options_raw: bytes | None, spec: ModelSpec,
         "timings": {"decode_ms": decode_ms, "preprocess_ms": _ms(t1)},
         "preprocess_end": time.time(),
     }
-    return Prepared(model_input, np.ascontiguousarray(pixels), meta)
+    return Prepared(model_input_array, np.ascontiguousarray(pixels), meta)
 
 
 def unpack_pixels(pixels: np.ndarray, meta: dict[str, Any]) -> DecodedImage:

@@ -11,7 +11,7 @@ from rmbg_backend.decode import Limits
 from rmbg_backend.families import family
 from rmbg_export import metadata
 from rmbg_export.export import export_variant
-from rmbg_export.repository import RepositorySettings, Tensor, write_repository
+from rmbg_export.repository import RepositorySettings, Tensor, engine_config, write_repository
 from rmbg_server.launcher import LaunchError, check_repository
 
 
@@ -73,3 +73,43 @@ def test_launcher_refuses_a_repository_without_its_engine_file(tmp_path, tiny_en
     (tmp_path / "isnet" / "1" / "model.onnx").unlink()
     with pytest.raises(LaunchError, match=r"isnet lacks .*model\.onnx.*rmbg build-repo --model isnet"):
         check_repository(tmp_path)
+
+
+def test_gpu_torch_configs_carry_uint8_pixels_and_the_engine_settings(tmp_path):
+    from safetensors.torch import save_file
+
+    from rmbg_export.models import create_model
+
+    weights = tmp_path / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in create_model("birefnet-tiny").state_dict().items()}, str(weights))
+    settings = RepositorySettings(target="gpu-torch", precision="bf16", max_batch=16, engine_instances=2,
+                                  graphs="compile")
+    spec = family("birefnet").spec(64)
+    written = write_repository(tmp_path / "repo", spec, weights, settings, variant="birefnet-tiny")
+    repo = tmp_path / "repo"
+    engine = (repo / "birefnet" / "config.pbtxt").read_text()
+    pre = (repo / "preprocess_birefnet" / "config.pbtxt").read_text()
+    post = (repo / "postprocess_birefnet" / "config.pbtxt").read_text()
+    assert 'backend: "python"' in engine and "kind: KIND_GPU count: 2" in engine and "max_batch_size: 16" in engine
+    assert '{ name: "input" data_type: TYPE_UINT8 dims: [ 3, 64, 64 ] }' in engine
+    assert '{ name: "input" data_type: TYPE_UINT8 dims: [ 3, 64, 64 ] }' in pre
+    assert 'key: "model_input" value: { string_value: "uint8" }' in pre
+    assert '{ name: "mask" data_type: TYPE_FP32 dims: [ 1, 64, 64 ] }' in post
+    for key, value in (("variant", "birefnet-tiny"), ("precision", "bf16"), ("graphs", "compile"),
+                       ("device", "cuda"), ("max_batch", "16"), ("engine_file", "model.safetensors")):
+        assert f'key: "{key}" value: {{ string_value: "{value}" }}' in engine
+    assert (repo / "birefnet" / "1" / "model.py").read_text().startswith('"""Triton adapter: our PyTorch')
+    assert repo / "birefnet" / "1" / "model.safetensors" in written
+    check_repository(repo)
+
+
+def test_gpu_torch_on_the_cpu_runs_eager_on_cpu_instances(tmp_path):
+    settings = RepositorySettings(target="gpu-torch", precision="f32", device="cpu")
+    config = engine_config(family("isnet").spec(64), settings, "isnet-tiny").pbtxt()
+    assert "kind: KIND_CPU" in config and 'key: "graphs" value: { string_value: "none" }' in config
+    with pytest.raises(ValueError, match="needs the variant"):
+        engine_config(family("isnet").spec(64), settings)
+    with pytest.raises(ValueError, match="--precision int8 is not offered for --target gpu-torch"):
+        RepositorySettings(target="gpu-torch", precision="int8")
+    with pytest.raises(ValueError, match="--graphs must be one of cuda-graphs, compile, none"):
+        RepositorySettings(target="gpu-torch", precision="fp16", graphs="tensorrt")

@@ -36,6 +36,22 @@ def test_birefnet_input_uses_imagenet_normalisation():
     np.testing.assert_allclose(x[:, 0, 0], expected, rtol=1e-6)
 
 
+def test_uint8_model_pixels_normalise_to_the_float_input(small_jpeg):
+    """gpu-torch's preprocess sends the resized pixels; scale/shift then give the CPU path's input."""
+    from rmbg_backend import steps
+    from rmbg_backend.resize import normalisation
+
+    spec = family("birefnet").spec(64)
+    pixels = steps.preprocess(small_jpeg, None, spec, model_input="uint8")
+    floats = steps.preprocess(small_jpeg, None, spec)
+    assert pixels.model_input.dtype == np.uint8 and pixels.model_input.shape == (3, 64, 64)
+    scale, shift = normalisation(spec)
+    x = pixels.model_input.astype(np.float32) * scale[:, None, None] - shift[:, None, None]
+    assert np.array_equal(x, floats.model_input)
+    with pytest.raises(ValueError, match="model_input must be one of float32, uint8"):
+        steps.preprocess(small_jpeg, None, spec, model_input="fp16")
+
+
 def test_minmax_mask_stretches_to_full_range_at_original_size():
     pred = np.linspace(0.2, 0.6, 16 * 16, dtype=np.float32).reshape(16, 16)
     alpha = mask_to_alpha(pred, 30, 40, "minmax")

@@ -144,6 +144,8 @@ class BasicLatBlk(nn.Module):
 class ASPPBranch(nn.Module):
     """Deformable conv (no bias) -> BN -> ReLU; ``padding = k // 2`` keeps the size."""
 
+    conv_bn_pairs = (("atrous_conv.regular_conv", "bn"),)  # the deformable conv is linear in its weights
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int) -> None:
         super().__init__()
         self.atrous_conv = DeformableConv2d(
@@ -165,6 +167,8 @@ class ASPPDeformable(nn.Module):
     from 1x1 with ``align_corners=True`` is exactly a broadcast). Dropout is a no-op in eval
     and omitted.
     """
+
+    conv_bn_pairs = (("conv1", "bn1"),)
 
     def __init__(self, in_channels: int, branch_channels: int, kernel_sizes: tuple[int, ...]) -> None:
         super().__init__()
@@ -189,6 +193,8 @@ class ASPPDeformable(nn.Module):
 
 class BasicDecBlk(nn.Module):
     """conv3x3 -> BN -> ReLU -> ASPPDeformable -> conv3x3 -> BN (no final activation)."""
+
+    conv_bn_pairs = (("conv_in", "bn_in"), ("conv_out", "bn_out"))
 
     def __init__(self, in_channels: int, out_channels: int, cfg: BiRefNetConfig) -> None:
         super().__init__()

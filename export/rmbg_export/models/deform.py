@@ -80,9 +80,15 @@ def deform_conv2d(
     # Pixel -> normalised coordinate for align_corners=False: pixel centres at (2p + 1)/size - 1.
     grid_x = (2.0 * pos_x + 1.0) / w - 1.0
     grid_y = (2.0 * pos_y + 1.0) / h - 1.0
-    grid = torch.stack((grid_x, grid_y), dim=-1).reshape(b, taps * ho, wo, 2).to(x.dtype)
-
-    cols = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)  # (B, C, K*Ho, Wo)
+    # grid_sample takes the grid in the input's dtype. bfloat16 keeps 8 mantissa bits, so a
+    # normalised coordinate near 1 would be off by up to half a pixel on a 256-px map: a
+    # bfloat16 model samples in float32 (float16, 11 bits, stays within 1/16 px there).
+    sample_dtype = torch.float32 if x.dtype == torch.bfloat16 else x.dtype
+    grid = torch.stack((grid_x, grid_y), dim=-1).reshape(b, taps * ho, wo, 2).to(sample_dtype)
+    source = x if sample_dtype == x.dtype else x.to(sample_dtype)
+    cols = F.grid_sample(source, grid, mode="bilinear", padding_mode="zeros", align_corners=False)  # (B, C, K*Ho, Wo)
+    if cols.dtype != x.dtype:
+        cols = cols.to(x.dtype)
     cols = cols.reshape(b, c, taps, ho, wo)
     if mask is not None:
         cols = cols * mask.reshape(b, 1, taps, ho, wo)

@@ -65,6 +65,8 @@ class ConvBnReLU(nn.Module):
     strictly. Padding equals dilation, so spatial size is preserved at every dilation rate.
     """
 
+    conv_bn_pairs = (("conv_s1", "bn_s1"),)  # BN applied right after the conv: foldable for inference
+
     def __init__(self, in_chs: int, out_chs: int, dilation: int = 1) -> None:
         super().__init__()
         self.conv_s1 = nn.Conv2d(in_chs, out_chs, kernel_size=3, padding=dilation, dilation=dilation)

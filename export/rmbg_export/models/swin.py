@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["SwinConfig", "SwinTransformer", "window_partition", "window_reverse", "shifted_window_mask"]
+__all__ = ["LayerNorm", "SwinConfig", "SwinTransformer", "window_partition", "window_reverse", "shifted_window_mask"]
 
 # Mask value for token pairs that were not neighbours before the cyclic shift. The official
 # code uses -100 (later versions -inf): after softmax both give exactly 0 in float32.
@@ -99,6 +99,23 @@ def shifted_window_mask(
     return torch.zeros_like(different, dtype=dtype).masked_fill(different, _MASK_VALUE)
 
 
+class LayerNorm(nn.LayerNorm):
+    """``nn.LayerNorm`` that computes in float32 whatever the activations' dtype.
+
+    Swin's LayerNorm overflows in float16 (the variance of wide activations), so a reduced-
+    precision model normalises in float32 and casts the result back. On float32 input it is
+    exactly ``nn.LayerNorm`` (the exported graph is unchanged). Parameter names are the same,
+    so checkpoints load as before.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dtype == torch.float32:
+            return super().forward(x)
+        weight = self.weight.float() if self.weight is not None else None
+        bias = self.bias.float() if self.bias is not None else None
+        return F.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps).to(x.dtype)
+
+
 class PatchEmbed(nn.Module):
     """Non-overlapping ``patch_size`` conv + LayerNorm; pads right/bottom to a patch multiple."""
 
@@ -106,7 +123,7 @@ class PatchEmbed(nn.Module):
         super().__init__()
         self.patch_size = patch_size
         self.proj = nn.Conv2d(in_channels, embed_dim, kernel_size=patch_size, stride=patch_size)
-        self.norm = nn.LayerNorm(embed_dim, eps=eps)
+        self.norm = LayerNorm(embed_dim, eps=eps)
 
     def forward(self, x: Tensor) -> Tensor:
         """``(B, 3, H, W)`` -> channels-last tokens ``(B, H/4, W/4, C)``."""
@@ -158,7 +175,9 @@ class WindowAttention(nn.Module):
             num_windows = mask.shape[0]
             attn = attn.view(-1, num_windows, heads, n, n) + mask.unsqueeze(1).unsqueeze(0)
             attn = attn.view(-1, heads, n, n)
-        attn = attn.softmax(dim=-1)
+        # Softmax in float32 in a reduced-precision model (the -100 mask and the range of the
+        # logits need it); a no-op branch for float32, so exports do not change.
+        attn = attn.softmax(dim=-1) if attn.dtype == torch.float32 else attn.float().softmax(dim=-1).to(v.dtype)
         x = (attn @ v).transpose(1, 2).reshape(-1, n, c)
         return self.proj(x)
 
@@ -188,9 +207,9 @@ class SwinBlock(nn.Module):
         super().__init__()
         self.window_size = window_size
         self.shift = shift
-        self.norm1 = nn.LayerNorm(dim, eps=cfg.layer_norm_eps)
+        self.norm1 = LayerNorm(dim, eps=cfg.layer_norm_eps)
         self.attn = WindowAttention(dim, num_heads, window_size, cfg.qkv_bias)
-        self.norm2 = nn.LayerNorm(dim, eps=cfg.layer_norm_eps)
+        self.norm2 = LayerNorm(dim, eps=cfg.layer_norm_eps)
         self.mlp = Mlp(dim, int(dim * cfg.mlp_ratio))
 
     def forward(self, x: Tensor, shift_mask: Tensor | None) -> Tensor:
@@ -217,7 +236,7 @@ class PatchMerging(nn.Module):
     def __init__(self, dim: int, eps: float) -> None:
         super().__init__()
         self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
-        self.norm = nn.LayerNorm(4 * dim, eps=eps)
+        self.norm = LayerNorm(4 * dim, eps=eps)
 
     def forward(self, x: Tensor) -> Tensor:
         h, w = x.shape[1], x.shape[2]
@@ -268,10 +287,10 @@ class SwinTransformer(nn.Module):
             for i, (dim, depth, heads) in enumerate(zip(channels, cfg.depths, cfg.num_heads, strict=True))
         )
         # One LayerNorm per returned stage, registered after the stages (checkpoint order).
-        self.norm0 = nn.LayerNorm(channels[0], eps=cfg.layer_norm_eps)
-        self.norm1 = nn.LayerNorm(channels[1], eps=cfg.layer_norm_eps)
-        self.norm2 = nn.LayerNorm(channels[2], eps=cfg.layer_norm_eps)
-        self.norm3 = nn.LayerNorm(channels[3], eps=cfg.layer_norm_eps)
+        self.norm0 = LayerNorm(channels[0], eps=cfg.layer_norm_eps)
+        self.norm1 = LayerNorm(channels[1], eps=cfg.layer_norm_eps)
+        self.norm2 = LayerNorm(channels[2], eps=cfg.layer_norm_eps)
+        self.norm3 = LayerNorm(channels[3], eps=cfg.layer_norm_eps)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         x = self.patch_embed(x)

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from rmbg_backend import contract as c
 from rmbg_backend.decode import Limits
 from rmbg_backend.errors import RequestError
 from rmbg_backend.families import ModelSpec
@@ -72,3 +73,18 @@ def respond_each(pb: Any, requests: list[Any], step: str,
         except Exception as exc:  # noqa: BLE001 - raising from execute() fails the whole batch
             responses.append(error_response(pb, exc, step))
     return responses
+
+
+def engine_responses(pb: Any, requests: list[Any], engine: Any) -> list[Any]:
+    """``input`` of every request through ``engine.run_batch`` at once -> one ``mask`` response each.
+
+    The Python backend hands over a dynamic batch as separate requests and never
+    concatenates; the engine stacks, runs once and splits. An engine failure is reported on
+    every request of the batch (INTERNAL), never raised from ``execute``.
+    """
+    try:
+        inputs = [pb.get_input_tensor_by_name(r, c.ENGINE_INPUT).as_numpy() for r in requests]
+        masks = engine.run_batch(inputs)
+    except Exception as exc:  # noqa: BLE001 - the engine failed for all: report it on each
+        return [error_response(pb, exc, "segmentation") for _ in requests]
+    return [pb.InferenceResponse(output_tensors=[pb.Tensor(c.ENGINE_OUTPUT, m)]) for m in masks]

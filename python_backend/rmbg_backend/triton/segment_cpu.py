@@ -9,9 +9,8 @@ import os
 
 import triton_python_backend_utils as pb
 
-from rmbg_backend import contract as c
 from rmbg_backend.engines import make_engine
-from rmbg_backend.triton.glue import error_response, model_parameters
+from rmbg_backend.triton.glue import engine_responses, model_parameters
 
 
 class TritonPythonModel:
@@ -22,9 +21,4 @@ class TritonPythonModel:
                                   params.get("precision", "f32"))
 
     def execute(self, requests):
-        try:
-            inputs = [pb.get_input_tensor_by_name(r, c.ENGINE_INPUT).as_numpy() for r in requests]
-            masks = self.engine.run_batch(inputs)
-        except Exception as exc:  # noqa: BLE001 - the engine failed for all: report it on each
-            return [error_response(pb, exc, "segmentation") for _ in requests]
-        return [pb.InferenceResponse(output_tensors=[pb.Tensor(c.ENGINE_OUTPUT, m)]) for m in masks]
+        return engine_responses(pb, requests, self.engine)
