@@ -1,8 +1,12 @@
-"""Shared fixtures: the ../shared fixtures and the eval set."""
+"""Shared fixtures: the ../shared fixtures, the eval set, and local HTTP servers on 127.0.0.x for URL inputs,
+redirects and presigned-PUT uploads."""
 
 from __future__ import annotations
 
 import csv
+import http.server
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,3 +46,95 @@ def pairs() -> list[EvalPair]:
 def small_jpeg(pairs) -> bytes:
     """A real photo, small enough that tests stay fast (ECSSD, about 400x300)."""
     return next(p for p in pairs if p.id == "ecssd_0039").image.read_bytes()
+
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    files: dict[str, bytes] = {}
+    seen: list[str] = []
+    redirects: dict[str, str] = {}
+    uploads: dict[str, tuple[str, bytes]] = {}
+
+    def do_GET(self):  # noqa: N802
+        path = self.path.split("?")[0]
+        self.seen.append(path)
+        if path in self.redirects:
+            self.send_response(302)
+            self.send_header("Location", self.redirects[path])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if path == "/slow":
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            try:
+                for _ in range(100):
+                    self.wfile.write(b"x" * 10)
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            except OSError:  # the client gave up, as it should
+                pass
+            return
+        if path == "/huge-undeclared":
+            self.send_response(200)
+            self.end_headers()
+            for _ in range(100):
+                self.wfile.write(b"y" * 65536)
+            return
+        body = self.files.get(path)
+        if body is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_PUT(self):  # noqa: N802
+        length = int(self.headers.get("Content-Length", "0"))
+        if self.path.startswith("/forbidden"):
+            self.rfile.read(length)
+            self.send_error(403)
+            return
+        self.uploads[self.path] = (self.headers.get("Content-Type"), self.rfile.read(length))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def _serve(host: str):
+    handler = type("H", (Handler,), {"files": {}, "seen": [], "uploads": {}, "redirects": {}})
+    server = http.server.ThreadingHTTPServer((host, 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server.base = f"http://{host}:{server.server_address[1]}"
+    server.handler = handler
+    return server
+
+
+@pytest.fixture(scope="session")
+def http_server():
+    server = _serve("127.0.0.1")
+    yield server
+    server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def other_loopback_server():
+    """A second server on 127.0.0.2 (Linux routes all of 127.0.0.0/8 to loopback): a redirect target
+    outside an allow-list of 127.0.0.1/32."""
+    server = _serve("127.0.0.2")
+    yield server
+    server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def loopback_policy():
+    """The fetch rules with this machine's loopback allowed, as a test needs to reach its own servers."""
+    from rmbg_client.fetch import FetchPolicy
+
+    return FetchPolicy.allowing(["127.0.0.1/32"], timeout_s=10.0)
