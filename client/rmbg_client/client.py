@@ -68,7 +68,8 @@ _UNAVAILABLE_HINTS = ("failed to connect", "connection refused", "unavailable", 
 _RELOADING_HINTS = ("is not healthy", "has no available versions", "request for unknown model")
 
 
-def _classify(exc: Exception) -> RmbgError:
+def classify_error(exc: Exception) -> RmbgError:
+    """A tritonclient exception (gRPC or HTTP) -> the typed error a caller can act on."""
     text = str(exc)
     status = getattr(exc, "status", lambda: None)()
     lowered = text.lower()
@@ -137,7 +138,7 @@ class _Base:
 
     def _retry_delay(self, exc: Exception, attempt: int) -> float:
         """Seconds to wait before attempt ``attempt + 1``; raises the typed error when it must not be retried."""
-        error = exc if isinstance(exc, RmbgError) else _classify(exc)
+        error = exc if isinstance(exc, RmbgError) else classify_error(exc)
         if not (isinstance(error, ServerUnavailableError) and error.transient) or attempt >= self.retries:
             raise error from exc
         return self.retry_backoff * (2 ** attempt)
