@@ -138,3 +138,27 @@ def loopback_policy():
     from rmbg_client.fetch import FetchPolicy
 
     return FetchPolicy.allowing(["127.0.0.1/32"], timeout_s=10.0)
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """One real redis-server per session (Debian's package), on a free loopback port, no persistence."""
+    from rmbg_server.cluster import RedisServer, find_redis_server
+    from rmbg_server.launcher import LaunchError
+
+    try:
+        find_redis_server()
+    except LaunchError as e:
+        pytest.skip(f"the Redis backend cannot be tested here: {e}")
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server) -> str:
+    """The session server, emptied: each test starts from no jobs and no files."""
+    import redis
+
+    with redis.Redis.from_url(redis_server.url) as client:
+        client.flushall()
+    return redis_server.url
