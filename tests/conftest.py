@@ -1,5 +1,5 @@
-"""Shared fixtures: the ../shared fixtures, the eval set, and local HTTP servers on 127.0.0.x for URL inputs,
-redirects and presigned-PUT uploads."""
+"""Shared fixtures: the ../shared fixtures, the eval set, the session's Triton server, and local HTTP
+servers on 127.0.0.x for URL inputs, redirects, presigned-PUT uploads and webhooks."""
 
 from __future__ import annotations
 
@@ -48,12 +48,43 @@ def small_jpeg(pairs) -> bytes:
     return next(p for p in pairs if p.id == "ecssd_0039").image.read_bytes()
 
 
+# One real Triton server per test session, on free loopback ports, serving real IS-Net weights
+# (tests/integration and the gateway's tests share it).
+@pytest.fixture(scope="session")
+def model_repository(tmp_path_factory) -> Path:
+    from rmbg_export.repository import build_repo
+
+    repo = tmp_path_factory.mktemp("model_repository")
+    build_repo("isnet", "imgly-isnet", out=repo)
+    # BiRefNet: the lite definition with synthetic weights at 256 px keeps the suite fast.
+    build_repo("birefnet", "synthetic", out=repo, size=256, variant="birefnet-lite")
+    return repo
+
+
+@pytest.fixture(scope="session")
+def triton(model_repository, tmp_path_factory):
+    from rmbg_server.launcher import ServerConfig, TritonServer
+    from rmbg_server.watchdog import StubWatchdog
+
+    cfg = ServerConfig.on_free_ports(model_repository)
+    log = tmp_path_factory.mktemp("logs") / "triton.log"
+    server = TritonServer(cfg, log_file=log)
+    server.start(timeout=180)
+    watchdog = StubWatchdog(server.process.pid, model_repository, server.reload, interval=0.5)
+    watchdog.start()
+    server.watchdog = watchdog
+    yield server
+    watchdog.stop()
+    server.stop()
+
 
 class Handler(http.server.BaseHTTPRequestHandler):
     files: dict[str, bytes] = {}
     seen: list[str] = []
     redirects: dict[str, str] = {}
     uploads: dict[str, tuple[str, bytes]] = {}
+    posts: list[tuple[str, dict[str, str], bytes]] = []
+    failures: dict[str, int] = {}
 
     def do_GET(self):  # noqa: N802
         path = self.path.split("?")[0]
@@ -102,12 +133,24 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
+    def do_POST(self):  # noqa: N802 - a webhook receiver: records each POST; answers 503 while failures[path] > 0
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        path = self.path.split("?")[0]
+        self.posts.append((path, dict(self.headers), body))
+        if self.failures.get(path, 0) > 0:
+            self.failures[path] -= 1
+            self.send_error(503)
+            return
+        self.send_response(204)
+        self.end_headers()
+
     def log_message(self, *args):
         pass
 
 
 def _serve(host: str):
-    handler = type("H", (Handler,), {"files": {}, "seen": [], "uploads": {}, "redirects": {}})
+    handler = type("H", (Handler,), {"files": {}, "seen": [], "uploads": {}, "redirects": {},
+                                      "posts": [], "failures": {}})
     server = http.server.ThreadingHTTPServer((host, 0), handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -251,6 +251,10 @@ class GatewayMiddleware:
                 status[0] = message["status"]
             await send(message)
 
+        if scope["method"] in ("POST", "PUT") and b"json" not in dict(scope["headers"]).get(b"content-type", b""):
+            # Every body here is JSON; curl -d without a Content-Type says form data. Read it as JSON.
+            scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+                     + [(b"content-type", b"application/json")]}
         try:
             refusal = self._refusal(scope)
             if refusal is None:
