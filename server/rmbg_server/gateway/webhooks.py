@@ -77,7 +77,7 @@ async def post_webhook(client: httpx.AsyncClient, url: str, body: dict[str, Any]
         retry_after = None
         try:
             response = await client.post(url, content=raw, headers=headers, follow_redirects=False)
-        except httpx.InvalidURL as e:
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as e:
             log.warning("webhook URL %s is invalid: %s", url, e)
             return False
         except httpx.HTTPError as e:  # connection refused, reset, timeout: worth another try
