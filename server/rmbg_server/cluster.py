@@ -7,11 +7,16 @@ free port, so several of these can run beside other servers on the same machine.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 from rmbg_server.launcher import LaunchError, free_port
@@ -87,6 +92,97 @@ class RedisServer:
             self._tmp.cleanup()
 
     def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def rmbg_command() -> list[str]:
+    """The ``rmbg`` console script of this environment (works without activating the venv)."""
+    script = Path(sys.executable).parent / "rmbg"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "rmbg_cli.main"]
+
+
+def http_status(url: str, timeout: float = 2.0) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:
+        return None
+
+
+def kill9(process: subprocess.Popen) -> None:
+    """SIGKILL a process started with ``start_new_session`` and everything in its group (Triton's stubs)."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(30)
+
+
+class GatewayProcess:
+    """``rmbg gateway`` as a real process on a free loopback port, ready once ``/readyz`` answers 200."""
+
+    def __init__(self, triton: Sequence[str], data_dir: Path, *, redis_url: str | None = None,
+                 port: int | None = None, args: Sequence[str] = (), log_file: Path | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.triton = list(triton)
+        self.data_dir = Path(data_dir)
+        self.redis_url = redis_url
+        self.port = port or free_port()
+        self.args = list(args)
+        self.log_file = log_file
+        self.env = env
+        self.process: subprocess.Popen | None = None
+        self._log = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        cmd = [*rmbg_command(), "gateway", "--host", "127.0.0.1", "--port", str(self.port),
+               "--triton", ",".join(self.triton), "--data-dir", str(self.data_dir)]
+        return cmd + (["--redis", self.redis_url] if self.redis_url else []) + self.args
+
+    def start(self, timeout: float = 60.0) -> GatewayProcess:
+        if self.log_file is not None:
+            self._log = self.log_file.open("ab")
+        env = {**os.environ, **(self.env or {})}
+        self.process = subprocess.Popen(self.command(), stdout=self._log or subprocess.DEVNULL,
+                                        stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                where = f"; see {self.log_file}" if self.log_file else ""
+                raise LaunchError(f"rmbg gateway exited with code {self.process.returncode} during start-up{where}")
+            if http_status(f"{self.url}/readyz") == 200:
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise LaunchError(f"rmbg gateway on port {self.port} was not ready within {timeout:.0f} s")
+
+    def kill(self) -> None:
+        """kill -9: no shutdown handler runs, leases stay with the dead process until they expire."""
+        if self.process is not None:
+            kill9(self.process)
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                kill9(self.process)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return self.process.returncode
+
+    def __enter__(self) -> GatewayProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
