@@ -100,9 +100,16 @@ class JobStore(abc.ABC):
     async def reserve_id(self, job_id: str, ttl_s: int) -> bool:
         """Record a sync task's id for ``ttl_s``; False if a job or a reservation used it before."""
 
-    @abc.abstractmethod
     async def submit(self, job: Job) -> bool:
         """Store a new job durably before returning; False if the id was used before."""
+        _check_submittable(job)
+        stored = await self._store(job)
+        if stored and job.status == "queued":
+            self._signal_work()
+        return stored
+
+    @abc.abstractmethod
+    async def _store(self, job: Job) -> bool: ...
 
     @abc.abstractmethod
     async def get(self, job_id: str) -> Job | None: ...
@@ -114,9 +121,15 @@ class JobStore(abc.ABC):
     @abc.abstractmethod
     async def extend(self, job_id: str, worker_id: str, lease_s: float) -> bool: ...
 
-    @abc.abstractmethod
     async def release(self, job_id: str, worker_id: str) -> bool:
         """Give a leased job back to the queue (graceful shutdown): it keeps its place and attempt count."""
+        released = await self._release(job_id, worker_id)
+        if released:
+            self._signal_work()
+        return released
+
+    @abc.abstractmethod
+    async def _release(self, job_id: str, worker_id: str) -> bool: ...
 
     @abc.abstractmethod
     async def finish(self, job_id: str, worker_id: str, status: Literal["completed", "failed"],
@@ -235,7 +248,7 @@ class SQLiteJobStore(JobStore):
     async def reserve_id(self, job_id: str, ttl_s: int) -> bool:
         return await self._run(self._reserve, job_id, ttl_s)
 
-    def _submit(self, job: Job) -> bool:
+    def _insert(self, job: Job) -> bool:
         values = _encode(job)
         values["expires_at"] = job.updated_at + job.ttl_s if job.status in TERMINAL else None
         with self._write(self._db()) as conn:
@@ -245,12 +258,8 @@ class SQLiteJobStore(JobStore):
             conn.execute(f"INSERT INTO jobs ({names}) VALUES ({', '.join('?' * len(values))})", tuple(values.values()))
             return True
 
-    async def submit(self, job: Job) -> bool:
-        _check_submittable(job)
-        stored = await self._run(self._submit, job)
-        if stored and job.status == "queued":
-            self._signal_work()
-        return stored
+    async def _store(self, job: Job) -> bool:
+        return await self._run(self._insert, job)
 
     def _get(self, job_id: str) -> Job | None:
         row = self._db().execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -285,14 +294,11 @@ class SQLiteJobStore(JobStore):
     async def extend(self, job_id: str, worker_id: str, lease_s: float) -> bool:
         return await self._run(self._update_leased, job_id, worker_id, "lease_until = ?", (time.time() + lease_s,))
 
-    async def release(self, job_id: str, worker_id: str) -> bool:
-        released = await self._run(
+    async def _release(self, job_id: str, worker_id: str) -> bool:
+        return await self._run(
             self._update_leased, job_id, worker_id,
             "status = 'queued', worker = NULL, lease_until = NULL, attempts = max(attempts - 1, 0), updated_at = ?",
             (time.time(),))
-        if released:
-            self._signal_work()
-        return released
 
     async def finish(self, job_id: str, worker_id: str, status: Literal["completed", "failed"],
                      body: dict[str, Any]) -> bool:
@@ -482,13 +488,9 @@ class RedisJobStore(JobStore):
     async def reserve_id(self, job_id: str, ttl_s: int) -> bool:
         return bool(await self._call("reserve", job_id, max(int(ttl_s), 1)))
 
-    async def submit(self, job: Job) -> bool:
-        _check_submittable(job)
+    async def _store(self, job: Job) -> bool:
         pairs = [x for name, value in _encode(job).items() if value is not None for x in (name, str(value))]
-        stored = bool(await self._call("submit", job.id, job.status, job.ttl_s, *pairs))
-        if stored and job.status == "queued":
-            self._signal_work()
-        return stored
+        return bool(await self._call("submit", job.id, job.status, job.ttl_s, *pairs))
 
     async def get(self, job_id: str) -> Job | None:
         row = await self._redis.hgetall(f"{self.prefix}job:{job_id}")
@@ -501,11 +503,8 @@ class RedisJobStore(JobStore):
     async def extend(self, job_id: str, worker_id: str, lease_s: float) -> bool:
         return bool(await self._call("leased", job_id, worker_id, "extend", lease_s))
 
-    async def release(self, job_id: str, worker_id: str) -> bool:
-        released = bool(await self._call("leased", job_id, worker_id, "release"))
-        if released:
-            self._signal_work()
-        return released
+    async def _release(self, job_id: str, worker_id: str) -> bool:
+        return bool(await self._call("leased", job_id, worker_id, "release"))
 
     async def finish(self, job_id: str, worker_id: str, status: Literal["completed", "failed"],
                      body: dict[str, Any]) -> bool:
