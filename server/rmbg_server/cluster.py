@@ -1,4 +1,4 @@
-"""Real processes for a cluster on one machine: redis-server (and, below, gateways beside Tritons).
+"""Real processes for a cluster on one machine: redis-server, Triton servers, gateway replicas, a webhook receiver.
 
 Used by the multi-replica tests and by ``make cluster-demo``. Every process binds loopback on a
 free port, so several of these can run beside other servers on the same machine.
@@ -6,6 +6,7 @@ free port, so several of these can run beside other servers on the same machine.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -13,13 +14,17 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from rmbg_server.launcher import LaunchError, free_port
+from rmbg_server.launcher import LaunchError, ServerConfig, TritonServer, free_port
 
 log = logging.getLogger(__name__)
 REDIS_HINT = "install it (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis)"
@@ -183,6 +188,121 @@ class GatewayProcess:
         return self.process.returncode
 
     def __enter__(self) -> GatewayProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@dataclass
+class Delivery:
+    at: float              # time.monotonic() when it arrived
+    headers: dict[str, str]
+    raw: bytes
+
+
+class WebhookReceiver:
+    """A local HTTP endpoint for webhooks: answers ``statuses`` in turn (the last repeats), records each POST."""
+
+    def __init__(self, statuses: Sequence[int | tuple[int, dict[str, str]]] = (200,), *,
+                 path: str = "/hooks/rmbg?tenant=7") -> None:
+        self.statuses = list(statuses)
+        self.deliveries: list[Delivery] = []
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with receiver._lock:
+                    receiver.deliveries.append(Delivery(time.monotonic(), dict(self.headers), raw))
+                    scripted = receiver.statuses[min(len(receiver.deliveries), len(receiver.statuses)) - 1]
+                status, headers = scripted if isinstance(scripted, tuple) else (scripted, {})
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+
+    def bodies(self) -> list[dict]:
+        with self._lock:
+            return [json.loads(d.raw) for d in self.deliveries]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self) -> WebhookReceiver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class LocalCluster:
+    """Redis, ``tritons`` Triton servers and ``gateways`` gateway replicas sharing jobs and files through Redis.
+
+    Every gateway talks to every Triton (``--triton a,b``); each has its own ``--data-dir`` so that
+    nothing is shared but through Redis, as on separate machines.
+    """
+
+    def __init__(self, model_repository: Path, work_dir: Path, *, tritons: int = 2, gateways: int = 2,
+                 gateway_args: Sequence[str] = ()) -> None:
+        self.model_repository = Path(model_repository)
+        self.work_dir = Path(work_dir)
+        self.n_tritons, self.n_gateways = tritons, gateways
+        self.gateway_args = list(gateway_args)
+        self.redis: RedisServer | None = None
+        self.tritons: list[TritonServer] = []
+        self.gateways: list[GatewayProcess] = []
+
+    def start(self, timeout: float = 180.0) -> LocalCluster:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.redis = RedisServer(self.work_dir / "redis").start()
+            self.tritons = [TritonServer(ServerConfig.on_free_ports(self.model_repository),
+                                         log_file=self.work_dir / f"triton{i}.log") for i in range(self.n_tritons)]
+            with ThreadPoolExecutor(len(self.tritons)) as pool:  # start side by side: start-up is mostly waiting
+                list(pool.map(lambda t: t.start(timeout=timeout), self.tritons))
+            for i in range(self.n_gateways):
+                self.add_gateway(timeout=timeout, name=f"gateway{i}")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def add_gateway(self, *, timeout: float = 60.0, name: str | None = None, port: int | None = None) -> GatewayProcess:
+        """Start one more replica (or a replacement on a dead one's ``port``)."""
+        assert self.redis is not None
+        name = name or f"gateway{len(self.gateways)}"
+        gateway = GatewayProcess([t.grpc_url for t in self.tritons], self.work_dir / name, redis_url=self.redis.url,
+                                 port=port, args=self.gateway_args, log_file=self.work_dir / f"{name}.log")
+        self.gateways.append(gateway)
+        return gateway.start(timeout)
+
+    def kill_triton(self, i: int) -> None:
+        process = self.tritons[i].process
+        assert process is not None
+        kill9(process)
+
+    def stop(self) -> None:
+        for gateway in self.gateways:
+            gateway.stop()
+        for triton in self.tritons:
+            if triton.process is not None:
+                triton.stop()
+        if self.redis is not None:
+            self.redis.stop()
+
+    def __enter__(self) -> LocalCluster:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from rmbg_server.cluster import WebhookReceiver
 from rmbg_server.gateway.webhooks import (
     DELIVERY_HEADER,
     SIGNATURE_HEADER,
@@ -30,52 +28,10 @@ BODY = {"data": [{"taskType": "removeBackground", "taskUUID": "5b4f6a0e-3f63-4a4
                   "imageURL": "http://127.0.0.1:8080/files/0e7c.png", "cost": 0}]}
 
 
-@dataclass
-class Delivery:
-    at: float
-    headers: dict[str, str]
-    raw: bytes
-
-
-@dataclass
-class Receiver:
-    """Answers the scripted statuses in turn (the last one repeats) and records every request."""
-
-    statuses: list[int | tuple[int, dict[str, str]]]
-    deliveries: list[Delivery] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.deliveries.append(Delivery(time.monotonic(), dict(self.headers), raw))
-                scripted = receiver.statuses[min(len(receiver.deliveries), len(receiver.statuses)) - 1]
-                status, headers = scripted if isinstance(scripted, tuple) else (scripted, {})
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/rmbg?tenant=7"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def receiver(request):
-    r = Receiver(request.param)
-    yield r
-    r.close()
+    with WebhookReceiver(request.param) as r:
+        yield r
 
 
 def post(url: str, **kw) -> tuple[bool, float]:

@@ -1,0 +1,212 @@
+"""The replica scenarios of issue 12 (and the kill -9 durability of issue 11) as steps that report facts.
+
+Each step drives real gateway processes over HTTP with the hosted APIs' own task shapes and
+returns what happened; ``tests/integration/test_cluster.py`` and
+``tests/server/gateway/test_durability.py`` assert on it, ``scripts/cluster_demo.py`` prints it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import signal
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from rmbg_server.cluster import GatewayProcess, WebhookReceiver
+from rmbg_server.gateway.jobs import JobStore
+
+
+def data_uri(image: bytes, content_type: str = "image/jpeg") -> str:
+    return f"data:{content_type};base64,{base64.b64encode(image).decode()}"
+
+
+def remove_task(image: str, *, deliver_async: bool = False, webhook_url: str | None = None) -> dict[str, Any]:
+    """A removeBackground task as in the hosted APIs' examples (001/003), with a fresh taskUUID."""
+    task: dict[str, Any] = {"taskType": "removeBackground", "taskUUID": str(uuid.uuid4()), "model": "isnet",
+                            "inputs": {"image": image}, "outputType": "URL", "outputFormat": "PNG"}
+    if deliver_async:
+        task["deliveryMethod"] = "async"
+    if webhook_url:
+        task["webhookURL"] = webhook_url
+    return task
+
+
+async def post_tasks(client: httpx.AsyncClient, gateway: str, tasks: list[dict[str, Any]],
+                     retries_on_429: int = 50) -> tuple[int, dict[str, Any]]:
+    """POST a task array; a 429 is waited out as a client would (Retry-After). Returns (status, body)."""
+    for _ in range(retries_on_429):
+        response = await client.post(f"{gateway}/v1", json=tasks)
+        if response.status_code != 429:
+            return response.status_code, response.json()
+        await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+    return 429, response.json()
+
+
+async def get_responses(client: httpx.AsyncClient, gateway: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """getResponse for each id (in arrays of at most 50): taskUUID -> its data item or error item."""
+    out: dict[str, dict[str, Any]] = {}
+    for i in range(0, len(ids), 50):
+        _, body = await post_tasks(client, gateway, [{"taskType": "getResponse", "taskUUID": t} for t in ids[i:i + 50]])
+        for item in body.get("data", []):
+            out[item["taskUUID"]] = item
+        for item in body.get("errors", []):
+            out[item["taskUUID"]] = {**item, "status": "error"}
+    return out
+
+
+async def wait_finished(client: httpx.AsyncClient, gateway: str, ids: Sequence[str],
+                        timeout: float) -> dict[str, dict[str, Any]]:
+    """Poll ``gateway`` until every id succeeded or failed, or ``timeout``; the last answers."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answers = await get_responses(client, gateway, ids)
+        if all(answers.get(i, {}).get("status") in ("success", "error") for i in ids) or time.monotonic() > deadline:
+            return answers
+        await asyncio.sleep(0.2)
+
+
+@dataclass
+class Handoff:
+    task_uuid: str
+    status: str                # as read from the other replica
+    seconds: float
+    image_url: str | None
+    file_from_other: int | None  # HTTP status of the hosted output fetched through the other replica
+    content_type: str | None
+
+
+async def handoff(client: httpx.AsyncClient, submit_to: str, read_from: str, image: bytes,
+                  timeout: float = 60.0) -> Handoff:
+    """An async task submitted to one replica, its result read and its file fetched through another."""
+    t0 = time.monotonic()
+    task = remove_task(data_uri(image), deliver_async=True)
+    status, body = await post_tasks(client, submit_to, [task])
+    if status != 200:
+        raise AssertionError(f"submitting to {submit_to} answered {status}: {body}")
+    answer = (await wait_finished(client, read_from, [task["taskUUID"]], timeout))[task["taskUUID"]]
+    seconds = time.monotonic() - t0
+    url = answer.get("imageURL")
+    file_status = content_type = None
+    if url:  # the URL names the replica that ran it; ask the other one for the same file
+        name = url.rsplit("/files/", 1)[-1]
+        response = await client.get(f"{read_from}/files/{name}")
+        file_status, content_type = response.status_code, response.headers.get("content-type")
+    return Handoff(task["taskUUID"], answer.get("status", "missing"), seconds, url, file_status, content_type)
+
+
+@dataclass
+class Load:
+    sent: int = 0
+    ok: int = 0
+    refused: int = 0           # 429 answers, waited out and sent again (not accepted, so not lost)
+    failed: list[str] = field(default_factory=list)   # accepted and then not answered with a result: lost
+    ok_after_kill: int = 0
+    seconds: float = 0.0
+
+
+async def load_with_kill(client: httpx.AsyncClient, gateways: Sequence[str], image: bytes, *, requests: int,
+                         concurrency: int, kill_after: int, kill: Callable[[], None]) -> Load:
+    """``requests`` synchronous tasks spread over ``gateways``; ``kill()`` runs once ``kill_after`` succeeded."""
+    result, lock, killed = Load(), asyncio.Lock(), asyncio.Event()
+    image_uri = data_uri(image)
+    pending = iter(range(requests))
+    t0 = time.monotonic()
+
+    async def one(i: int) -> None:
+        task = remove_task(image_uri)
+        gateway = gateways[i % len(gateways)]
+        result.sent += 1
+        while True:
+            try:
+                response = await client.post(f"{gateway}/v1", json=[task])
+            except httpx.HTTPError as e:
+                result.failed.append(f"{task['taskUUID']} via {gateway}: {type(e).__name__}: {e}")
+                return
+            if response.status_code == 429:
+                result.refused += 1
+                await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+                continue
+            break
+        data = response.json().get("data", []) if response.status_code == 200 else []
+        if not (data and data[0].get("imageURL")):
+            result.failed.append(f"{task['taskUUID']} via {gateway}: HTTP {response.status_code} {response.text[:300]}")
+            return
+        async with lock:
+            result.ok += 1
+            if killed.is_set():
+                result.ok_after_kill += 1
+            elif result.ok >= kill_after:
+                killed.set()
+                await asyncio.to_thread(kill)
+
+    async def worker() -> None:
+        for i in pending:
+            await one(i)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    result.seconds = time.monotonic() - t0
+    return result
+
+
+@dataclass
+class Recovery:
+    acked: list[str]
+    counts_at_kill: dict[str, int]     # the store right after kill -9
+    answers: dict[str, dict[str, Any]]  # taskUUID -> getResponse item, read from the survivor
+    attempts: dict[str, int]
+    webhooks: Counter[str]              # deliveries per taskUUID
+    seconds: float                      # from kill -9 to every acknowledged job finished
+
+    @property
+    def completed(self) -> int:
+        return sum(a.get("status") == "success" for a in self.answers.values())
+
+    @property
+    def reclaimed(self) -> int:
+        """Jobs run again after their first worker died with them (lease expired)."""
+        return sum(n > 1 for n in self.attempts.values())
+
+
+async def kill_and_recover(client: httpx.AsyncClient, victim: GatewayProcess, image: bytes, *, jobs: int,
+                           store: JobStore, receiver: WebhookReceiver,
+                           recover: Callable[[], Awaitable[str]], timeout: float = 120.0) -> Recovery:
+    """Submit ``jobs`` async tasks to ``victim``, kill -9 it while it runs some, then let ``recover``
+    (restart it, or wake another replica) finish them; read every result through the recovered gateway."""
+    tasks = [remove_task(data_uri(image), deliver_async=True, webhook_url=receiver.url) for _ in range(jobs)]
+    acked = []
+    for task in tasks:  # one by one: an acknowledgement is the moment the job must be stored
+        status, body = await post_tasks(client, victim.url, [task])
+        if status == 200 and body.get("data"):
+            acked.append(task["taskUUID"])
+    deadline = time.monotonic() + 30
+    while (await store.counts())["processing"] == 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    await asyncio.to_thread(victim.kill)
+    t0 = time.monotonic()
+    counts = await store.counts()
+    survivor = await recover()
+    answers = await wait_finished(client, survivor, acked, timeout)
+    seconds = time.monotonic() - t0
+    await asyncio.sleep(1.0)  # webhooks are posted after the result is stored
+    attempts = {i: job.attempts for i in acked if (job := await store.get(i)) is not None}
+    webhooks = Counter(item["taskUUID"] for body in receiver.bodies() for item in body.get("data", []))
+    return Recovery(acked, counts, answers, attempts, webhooks, seconds)
+
+
+def pause(gateway: GatewayProcess) -> None:
+    """SIGSTOP: the replica keeps its connections but takes no jobs (so the jobs are the victim's)."""
+    assert gateway.process is not None
+    os.kill(gateway.process.pid, signal.SIGSTOP)
+
+
+def resume(gateway: GatewayProcess) -> None:
+    assert gateway.process is not None
+    os.kill(gateway.process.pid, signal.SIGCONT)
