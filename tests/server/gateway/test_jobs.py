@@ -167,6 +167,30 @@ def test_extend_keeps_the_job_from_other_workers(backend):
     asyncio.run(main())
 
 
+def test_a_notification_stays_pending_until_notified(backend):
+    async def main():
+        a, b = backend.open(), backend.open()
+        await a.submit(job("n1", webhook_url="http://127.0.0.1:9/hook"))
+        await a.claim("worker-a", lease_s=30)
+        assert await a.finish("n1", "worker-a", "completed", {"ok": 1}, notify_lease_s=0.4)
+        assert (await a.get("n1")).status == "completed"  # the result is visible at once
+        assert await b.claim_notification("worker-b", lease_s=30) is None  # worker-a is notifying
+        assert await a.extend("n1", "worker-a", 0.4)
+        await asyncio.sleep(0.6)  # worker-a died while notifying
+        orphan = await b.claim_notification("worker-b", lease_s=30)
+        assert (orphan.id, orphan.status, orphan.result, orphan.attempts) == ("n1", "completed", {"ok": 1}, 1)
+        assert await a.notified("n1", "worker-a") is False  # too late: worker-b has it now
+        assert await b.notified("n1", "worker-b")
+        assert await b.notified("n1", "worker-b") is False
+        await asyncio.sleep(0.5)
+        assert await a.claim_notification("worker-a", lease_s=30) is None
+        assert await a.claim("worker-a", lease_s=30) is None  # a finished job is never run again
+        await a.close()
+        await b.close()
+
+    asyncio.run(main())
+
+
 def test_cancel_only_a_queued_job(backend):
     async def main():
         store = backend.open()
@@ -438,3 +462,43 @@ def test_a_job_leased_by_a_killed_process_completes_once_elsewhere(backend):
     assert (out.status, out.result, out.attempts) == ("completed", {"by": "survivor"}, 2)
     assert calls == [("orphan", 2)] and notified == ["orphan"]
     assert recovered_s < 1.0 + 2.0  # within the dead worker's lease plus polling slack
+
+
+def test_a_webhook_interrupted_by_kill9_is_sent_by_another_process(backend):
+    notified: list[tuple[str, str, dict]] = []
+
+    async def never_run(j: Job) -> tuple[str, dict]:
+        raise AssertionError(f"job {j.id} was run again")
+
+    async def on_finished(j: Job) -> None:
+        notified.append((j.id, j.status, j.result))
+
+    async def submit():
+        store = backend.open()
+        await store.submit(job("hooked", webhook_url="http://127.0.0.1:9/hook"))
+        await store.close()
+
+    asyncio.run(submit())
+    child = backend.child("notify", "--lease", "1.0")
+    try:
+        assert read_line(child, "NOTIFYING") == "hooked"
+    finally:
+        kill9(child)
+
+    async def main():
+        store = backend.open()
+        runner = JobRunner(store, never_run, concurrency=1, lease_s=5, poll_s=0.05, on_finished=on_finished,
+                           sweep_s=None)
+        await runner.start()
+        deadline = time.monotonic() + 20
+        while not notified and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.5)  # and only once
+        await runner.stop()
+        out = await store.get("hooked")
+        await store.close()
+        return out
+
+    out = asyncio.run(main())
+    assert notified == [("hooked", "completed", {"by": "child"})]
+    assert (out.status, out.attempts) == ("completed", 1)

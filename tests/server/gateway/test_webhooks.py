@@ -68,6 +68,21 @@ def test_without_a_secret_nothing_is_signed(receiver):
     assert json.loads(d.raw) == BODY
 
 
+@pytest.mark.parametrize("receiver", [[200]], indirect=True)
+def test_a_resent_delivery_keeps_its_id_so_receivers_can_deduplicate(receiver):
+    """A replica re-sending after a crash sends the same body: it carries the same delivery id."""
+    assert post(receiver.url)[0] and post(receiver.url)[0]
+    other = {"data": [{**BODY["data"][0], "taskUUID": "0c0ffee0-3f63-4a4b-9a4b-6f1d1b7a9c01"}]}
+
+    async def main():
+        async with httpx.AsyncClient(timeout=5) as client:
+            assert await post_webhook(client, receiver.url, other)
+
+    asyncio.run(main())
+    first, again, different = (d.headers[DELIVERY_HEADER] for d in receiver.deliveries)
+    assert first == again != different
+
+
 @pytest.mark.parametrize("receiver", [[400], [404], [(302, {"Location": "http://127.0.0.1:1/elsewhere"})]],
                          indirect=True)
 def test_a_final_answer_is_not_retried_nor_a_redirect_followed(receiver):
