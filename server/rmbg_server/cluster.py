@@ -140,7 +140,6 @@ class GatewayProcess:
         self.log_file = log_file
         self.env = env
         self.process: subprocess.Popen | None = None
-        self._log = None
 
     @property
     def url(self) -> str:
@@ -152,21 +151,25 @@ class GatewayProcess:
         return cmd + (["--redis", self.redis_url] if self.redis_url else []) + self.args
 
     def start(self, timeout: float = 60.0) -> GatewayProcess:
-        if self.log_file is not None:
-            self._log = self.log_file.open("ab")
+        """Start (or, after ``kill``, restart on the same port and data directory) and wait until ready."""
         env = {**os.environ, **(self.env or {})}
-        self.process = subprocess.Popen(self.command(), stdout=self._log or subprocess.DEVNULL,
-                                        stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        with open(self.log_file or os.devnull, "ab") as out:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT, env=env,
+                                            start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                where = f"; see {self.log_file}" if self.log_file else ""
-                raise LaunchError(f"rmbg gateway exited with code {self.process.returncode} during start-up{where}")
+                raise LaunchError(f"rmbg gateway exited with code {self.process.returncode} during start-up:\n"
+                                  f"{self.log_text()[-3000:]}")
             if http_status(f"{self.url}/readyz") == 200:
                 return self
             time.sleep(0.1)
-        self.stop()
-        raise LaunchError(f"rmbg gateway on port {self.port} was not ready within {timeout:.0f} s")
+        self.kill()
+        raise LaunchError(f"rmbg gateway on port {self.port} was not ready within {timeout:.0f} s:\n"
+                          f"{self.log_text()[-3000:]}")
+
+    def log_text(self) -> str:
+        return self.log_file.read_text(errors="replace") if self.log_file and self.log_file.exists() else ""
 
     def kill(self) -> None:
         """kill -9: no shutdown handler runs, leases stay with the dead process until they expire."""
@@ -182,9 +185,6 @@ class GatewayProcess:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
                 kill9(self.process)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
         return self.process.returncode
 
     def __enter__(self) -> GatewayProcess:

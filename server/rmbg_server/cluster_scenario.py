@@ -24,6 +24,15 @@ from rmbg_server.cluster import GatewayProcess, WebhookReceiver
 from rmbg_server.gateway.jobs import JobStore
 
 
+def run_with_client(step: Callable[[httpx.AsyncClient], Awaitable[Any]], timeout_s: float = 120.0) -> Any:
+    """Run one async step with its own HTTP client, from synchronous code (tests, the demo)."""
+    async def main() -> Any:
+        async with httpx.AsyncClient(timeout=timeout_s) as client:
+            return await step(client)
+
+    return asyncio.run(main())
+
+
 def data_uri(image: bytes, content_type: str = "image/jpeg") -> str:
     return f"data:{content_type};base64,{base64.b64encode(image).decode()}"
 

@@ -12,28 +12,15 @@ the masks), so each starts in seconds; the gateways take a dead replica's jobs a
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
-
-import httpx
 import pytest
 
 from rmbg_server.cluster import LocalCluster, WebhookReceiver
-from rmbg_server.cluster_scenario import handoff, kill_and_recover, load_with_kill, pause, resume
+from rmbg_server.cluster_scenario import handoff, kill_and_recover, load_with_kill, pause, resume, run_with_client
 from rmbg_server.gateway.jobs import RedisJobStore
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 JOB_LEASE_S = 3.0
 GATEWAY_ARGS = ["--workers", "2", "--job-lease", str(JOB_LEASE_S), "--allow-fetch-from", "127.0.0.1/32"]
-
-
-@pytest.fixture(scope="module")
-def tiny_repository(tmp_path_factory) -> Path:
-    from rmbg_export.repository import build_repo
-
-    repo = tmp_path_factory.mktemp("tiny_repository")
-    build_repo("isnet", "synthetic", out=repo, size=256, variant="isnet-tiny")
-    return repo
 
 
 @pytest.fixture(scope="module")
@@ -43,17 +30,9 @@ def cluster(tiny_repository, redis_server, tmp_path_factory):
         yield c
 
 
-def run(coro_fn):
-    async def main():
-        async with httpx.AsyncClient(timeout=120) as client:
-            return await coro_fn(client)
-
-    return asyncio.run(main())
-
-
 def test_a_job_submitted_to_one_gateway_is_answered_by_the_other(cluster, small_jpeg):
     first, second = (g.url for g in cluster.gateways)
-    result = run(lambda client: handoff(client, first, second, small_jpeg))
+    result = run_with_client(lambda client: handoff(client, first, second, small_jpeg))
     assert result.status == "success"
     assert result.image_url.startswith(f"{first}/files/")  # it ran where it was submitted ...
     assert (result.file_from_other, result.content_type) == (200, "image/png")  # ... yet the other serves it
@@ -61,8 +40,8 @@ def test_a_job_submitted_to_one_gateway_is_answered_by_the_other(cluster, small_
 
 def test_killing_a_triton_under_load_loses_no_accepted_request(cluster, small_jpeg):
     urls = [g.url for g in cluster.gateways]
-    load = run(lambda client: load_with_kill(client, urls, small_jpeg, requests=48, concurrency=6, kill_after=12,
-                                             kill=lambda: cluster.kill_triton(0)))
+    load = run_with_client(lambda client: load_with_kill(
+        client, urls, small_jpeg, requests=48, concurrency=6, kill_after=12, kill=lambda: cluster.kill_triton(0)))
     assert cluster.tritons[0].process.poll() is not None  # it really died, mid-run
     assert load.failed == []
     assert (load.sent, load.ok) == (48, 48)
@@ -88,7 +67,7 @@ def test_killing_a_gateway_its_accepted_jobs_complete_on_the_other(cluster, smal
             resume(survivor)
             await store.close()
 
-    recovery = run(scenario)
+    recovery = run_with_client(scenario)
     assert len(recovery.acked) == 8
     assert recovery.counts_at_kill["processing"] >= 1  # the victim died holding leases
     assert recovery.completed == 8, recovery.answers
