@@ -55,9 +55,12 @@ async def post_tasks(client: httpx.AsyncClient, gateway: str, tasks: list[dict[s
     for _ in range(retries_on_429):
         response = await client.post(f"{gateway}/v1", json=tasks)
         if response.status_code != 429:
-            return response.status_code, response.json()
+            break
         await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
-    return 429, response.json()
+    try:
+        return response.status_code, response.json()
+    except ValueError:  # not the gateway's JSON (a proxy, a crash page): keep it for the report
+        return response.status_code, {"errors": [{"code": "notJson", "message": response.text[:500]}]}
 
 
 async def get_responses(client: httpx.AsyncClient, gateway: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -68,7 +71,8 @@ async def get_responses(client: httpx.AsyncClient, gateway: str, ids: Sequence[s
         for item in body.get("data", []):
             out[item["taskUUID"]] = item
         for item in body.get("errors", []):
-            out[item["taskUUID"]] = {**item, "status": "error"}
+            if item.get("taskUUID"):  # an error of the whole request (no taskUUID): ask again
+                out[item["taskUUID"]] = {**item, "status": "error"}
     return out
 
 
@@ -91,6 +95,7 @@ class Handoff:
     image_url: str | None
     file_from_other: int | None  # HTTP status of the hosted output fetched through the other replica
     content_type: str | None
+    answer: dict[str, Any]     # the other replica's last getResponse item, as it was
 
 
 async def handoff(client: httpx.AsyncClient, submit_to: str, read_from: str, image: bytes,
@@ -101,7 +106,7 @@ async def handoff(client: httpx.AsyncClient, submit_to: str, read_from: str, ima
     status, body = await post_tasks(client, submit_to, [task])
     if status != 200:
         raise AssertionError(f"submitting to {submit_to} answered {status}: {body}")
-    answer = (await wait_finished(client, read_from, [task["taskUUID"]], timeout))[task["taskUUID"]]
+    answer = (await wait_finished(client, read_from, [task["taskUUID"]], timeout)).get(task["taskUUID"], {})
     seconds = time.monotonic() - t0
     url = answer.get("imageURL")
     file_status = content_type = None
@@ -109,7 +114,7 @@ async def handoff(client: httpx.AsyncClient, submit_to: str, read_from: str, ima
         name = url.rsplit("/files/", 1)[-1]
         response = await client.get(f"{read_from}/files/{name}")
         file_status, content_type = response.status_code, response.headers.get("content-type")
-    return Handoff(task["taskUUID"], answer.get("status", "missing"), seconds, url, file_status, content_type)
+    return Handoff(task["taskUUID"], answer.get("status", "missing"), seconds, url, file_status, content_type, answer)
 
 
 @dataclass
