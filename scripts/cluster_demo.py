@@ -23,8 +23,8 @@ from pathlib import Path
 
 import httpx
 
-from rmbg_server.cluster import LocalCluster, WebhookReceiver
-from rmbg_server.cluster_scenario import handoff, kill_and_recover, load_with_kill, pause, resume
+from rmbg_server.cluster import LocalCluster
+from rmbg_server.cluster_scenario import handoff, kill_and_recover, load_with_kill, paused
 from rmbg_server.gateway.jobs import RedisJobStore
 
 DEFAULT_IMAGE = Path(__file__).resolve().parents[2] / "shared" / "eval" / "images" / "ecssd_0039.jpg"
@@ -56,22 +56,14 @@ async def scenario(cluster: LocalCluster, image: bytes, *, requests: int, jobs: 
 
         say(f"\n3. {jobs} async tasks (with webhooks) to gateway 0 alone (gateway 1 paused with SIGSTOP); "
             f"SIGKILL to gateway 0 while it runs some")
-        store = RedisJobStore(cluster.redis.url)
-        pause(g1)
+        with paused(g1) as woken:
+            async def recover() -> str:
+                say(f"   gateway 0 killed; gateway 1 resumed: it takes the dead replica's jobs after their "
+                    f"{lease_s:g} s lease")
+                return await woken()
 
-        async def recover() -> str:
-            resume(g1)
-            say(f"   gateway 0 killed; gateway 1 resumed: it takes the dead replica's jobs after their "
-                f"{lease_s:g} s lease")
-            return g1.url
-
-        try:
-            with WebhookReceiver() as receiver:
-                r = await kill_and_recover(client, g0, image, jobs=jobs, store=store, receiver=receiver,
-                                           recover=recover, timeout=lease_s + 60)
-        finally:
-            resume(g1)
-            await store.close()
+            r = await kill_and_recover(client, g0, image, jobs=jobs, recover=recover, timeout=lease_s + 60,
+                                       open_store=lambda: RedisJobStore(cluster.redis.url))
         c = r.counts_at_kill
         say(f"   acknowledged {len(r.acked)}; at the kill: {c['queued']} queued, {c['processing']} running "
             f"on gateway 0")

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import signal
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -202,40 +203,61 @@ class Recovery:
 
 
 async def kill_and_recover(client: httpx.AsyncClient, victim: GatewayProcess, image: bytes, *, jobs: int,
-                           store: JobStore, receiver: WebhookReceiver,
-                           recover: Callable[[], Awaitable[str]], timeout: float = 120.0) -> Recovery:
-    """Submit ``jobs`` async tasks to ``victim``, kill -9 it while it runs some, then let ``recover``
-    (restart it, or wake another replica) finish them; read every result through the recovered gateway."""
-    tasks = [remove_task(data_uri(image), deliver_async=True, webhook_url=receiver.url) for _ in range(jobs)]
-    acked = []
-    for task in tasks:  # one by one: an acknowledgement is the moment the job must be stored
-        status, body = await post_tasks(client, victim.url, [task])
-        if status == 200 and body.get("data"):
-            acked.append(task["taskUUID"])
-    deadline = time.monotonic() + 30
-    while (await store.counts())["processing"] == 0 and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
-    await asyncio.to_thread(victim.kill)
-    t0 = time.monotonic()
-    counts = await store.counts()
-    survivor = await recover()
-    answers = await wait_finished(client, survivor, acked, timeout)
-    seconds = time.monotonic() - t0
-    await asyncio.sleep(1.0)  # webhooks are posted after the result is stored
-    attempts = {i: job.attempts for i in acked if (job := await store.get(i)) is not None}
-    webhooks: dict[str, list[str]] = {}
-    for delivery in receiver.deliveries:
-        for item in json.loads(delivery.raw).get("data", []):
-            webhooks.setdefault(item["taskUUID"], []).append(delivery.headers.get(DELIVERY_HEADER, ""))
+                           open_store: Callable[[], JobStore], recover: Callable[[], Awaitable[str]],
+                           timeout: float = 120.0) -> Recovery:
+    """Submit ``jobs`` async tasks (with webhooks) to ``victim``, kill -9 it while it runs some, then let
+    ``recover`` (``restarted`` or ``woken``) finish them; read every result through the recovered gateway.
+    ``open_store`` opens the victim's job store, to see what it held when it died."""
+    store = open_store()
+    try:
+        with WebhookReceiver() as receiver:
+            tasks = [remove_task(data_uri(image), deliver_async=True, webhook_url=receiver.url) for _ in range(jobs)]
+            acked = []
+            for task in tasks:  # one by one: an acknowledgement is the moment the job must be stored
+                status, body = await post_tasks(client, victim.url, [task])
+                if status == 200 and body.get("data"):
+                    acked.append(task["taskUUID"])
+            deadline = time.monotonic() + 30
+            while (await store.counts())["processing"] == 0 and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            await asyncio.to_thread(victim.kill)
+            t0 = time.monotonic()
+            counts = await store.counts()
+            survivor = await recover()
+            answers = await wait_finished(client, survivor, acked, timeout)
+            seconds = time.monotonic() - t0
+            await asyncio.sleep(1.0)  # webhooks are posted after the result is stored
+            attempts = {i: job.attempts for i in acked if (job := await store.get(i)) is not None}
+            webhooks: dict[str, list[str]] = {}
+            for delivery in receiver.deliveries:
+                for item in json.loads(delivery.raw).get("data", []):
+                    webhooks.setdefault(item["taskUUID"], []).append(delivery.headers.get(DELIVERY_HEADER, ""))
+    finally:
+        await store.close()
     return Recovery(acked, counts, answers, attempts, webhooks, seconds)
 
 
-def pause(gateway: GatewayProcess) -> None:
-    """SIGSTOP: the replica keeps its connections but takes no jobs (so the jobs are the victim's)."""
-    assert gateway.process is not None
-    os.kill(gateway.process.pid, signal.SIGSTOP)
+def restarted(gateway: GatewayProcess) -> Callable[[], Awaitable[str]]:
+    """Recovery by restarting the killed gateway on its port and data (the single-machine case)."""
+    async def recover() -> str:
+        await asyncio.to_thread(gateway.start)
+        return gateway.url
+    return recover
 
 
-def resume(gateway: GatewayProcess) -> None:
+@contextlib.contextmanager
+def paused(gateway: GatewayProcess) -> Iterator[Callable[[], Awaitable[str]]]:
+    """SIGSTOP a replica (it keeps its connections but takes no jobs, so the jobs are the victim's);
+    yields the recovery that wakes it (SIGCONT), which also happens on leaving the block."""
     assert gateway.process is not None
-    os.kill(gateway.process.pid, signal.SIGCONT)
+    pid = gateway.process.pid
+
+    async def woken() -> str:
+        os.kill(pid, signal.SIGCONT)
+        return gateway.url
+
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield woken
+    finally:
+        os.kill(pid, signal.SIGCONT)

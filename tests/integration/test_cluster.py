@@ -4,7 +4,7 @@ gateways sharing jobs and files through a real redis-server.
 - a job submitted to one gateway is answered by the other, and its file is served by the other;
 - kill -9 of one Triton under load: no accepted request is lost;
 - kill -9 of one gateway holding running async jobs: they complete on the other, exactly once,
-  once their leases expire (each webhook delivered once).
+  once their leases expire (each webhook delivered, a re-send keeping its delivery id).
 
 The Tritons serve the tiny IS-Net with synthetic weights at 256 px (the point is the plumbing, not
 the masks), so each starts in seconds; the gateways take a dead replica's jobs after 3 s.
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import pytest
 
-from rmbg_server.cluster import LocalCluster, WebhookReceiver
-from rmbg_server.cluster_scenario import handoff, kill_and_recover, load_with_kill, pause, resume, run_with_client
+from rmbg_server.cluster import LocalCluster
+from rmbg_server.cluster_scenario import handoff, kill_and_recover, load_with_kill, paused, run_with_client
 from rmbg_server.gateway.jobs import RedisJobStore
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
@@ -54,24 +54,10 @@ def test_killing_a_triton_under_load_loses_no_accepted_request(cluster, small_jp
 
 def test_killing_a_gateway_its_accepted_jobs_complete_on_the_other(cluster, small_jpeg):
     victim, survivor = cluster.gateways
-
-    async def scenario(client):
-        store = RedisJobStore(cluster.redis.url)
-        pause(survivor)  # the victim alone takes the jobs it accepts
-
-        async def recover() -> str:
-            resume(survivor)
-            return survivor.url
-
-        try:
-            with WebhookReceiver() as receiver:
-                return await kill_and_recover(client, victim, small_jpeg, jobs=8, store=store, receiver=receiver,
-                                              recover=recover, timeout=60)
-        finally:
-            resume(survivor)
-            await store.close()
-
-    recovery = run_with_client(scenario)
+    with paused(survivor) as woken:  # the victim alone takes the jobs it accepts
+        recovery = run_with_client(lambda client: kill_and_recover(
+            client, victim, small_jpeg, jobs=8, open_store=lambda: RedisJobStore(cluster.redis.url), recover=woken,
+            timeout=60))
     assert len(recovery.acked) == 8
     assert recovery.counts_at_kill["processing"] >= 1  # the victim died holding leases
     assert recovery.completed == 8, recovery.answers
