@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -418,6 +419,34 @@ def test_acknowledged_jobs_survive_kill9_of_the_submitter(backend):
         (f"child-{i}", "queued", {"i": i}) for i in range(3)]
 
 
+def kill9_while_holding(backend: Backend, held: Job, mode: str, line: str) -> None:
+    """Store ``held``, let a child process take it (``work``: running it, ``notify``: notifying for
+    it), and SIGKILL the child once it printed ``line``."""
+    async def submit():
+        store = backend.open()
+        await store.submit(held)
+        await store.close()
+
+    asyncio.run(submit())
+    child = backend.child(mode, "--lease", "1.0")
+    try:
+        assert read_line(child, line) == held.id
+    finally:
+        kill9(child)
+
+
+async def run_until(runner: JobRunner, done: Callable[[], Awaitable[bool]], linger_s: float = 1.5) -> float:
+    """Run ``runner`` until ``done()``, then ``linger_s`` more (to see nothing happens twice); the seconds to done."""
+    t0 = time.monotonic()
+    await runner.start()
+    while not await done() and time.monotonic() < t0 + 20:
+        await asyncio.sleep(0.05)
+    seconds = time.monotonic() - t0
+    await asyncio.sleep(linger_s)
+    await runner.stop()
+    return seconds
+
+
 def test_a_job_leased_by_a_killed_process_completes_once_elsewhere(backend):
     calls: list[tuple[str, int]] = []
     notified: list[str] = []
@@ -429,31 +458,18 @@ def test_a_job_leased_by_a_killed_process_completes_once_elsewhere(backend):
     async def on_finished(j: Job) -> None:
         notified.append(j.id)
 
-    async def submit():
-        store = backend.open()
-        await store.submit(job("orphan"))
-        await store.close()
-
-    asyncio.run(submit())
-    child = backend.child("work", "--lease", "1.0")
-    try:
-        assert read_line(child, "RUNNING") == "orphan"
-    finally:
-        kill9(child)
+    kill9_while_holding(backend, job("orphan"), "work", "RUNNING")
 
     async def main():
         store = backend.open()
         assert (await store.get("orphan")).status == "processing"  # the dead process still holds the lease
+
+        async def completed() -> bool:
+            return (await store.get("orphan")).status == "completed"
+
         runner = JobRunner(store, handler, concurrency=2, lease_s=5, poll_s=0.05, on_finished=on_finished,
                            sweep_s=None)
-        t0 = time.monotonic()
-        await runner.start()
-        deadline = time.monotonic() + 20
-        while (await store.get("orphan")).status != "completed" and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        recovered_s = time.monotonic() - t0
-        await asyncio.sleep(1.5)  # nothing else runs it again
-        await runner.stop()
+        recovered_s = await run_until(runner, completed)
         out = await store.get("orphan")
         await store.close()
         return out, recovered_s
@@ -473,28 +489,17 @@ def test_a_webhook_interrupted_by_kill9_is_sent_by_another_process(backend):
     async def on_finished(j: Job) -> None:
         notified.append((j.id, j.status, j.result))
 
-    async def submit():
-        store = backend.open()
-        await store.submit(job("hooked", webhook_url="http://127.0.0.1:9/hook"))
-        await store.close()
-
-    asyncio.run(submit())
-    child = backend.child("notify", "--lease", "1.0")
-    try:
-        assert read_line(child, "NOTIFYING") == "hooked"
-    finally:
-        kill9(child)
+    kill9_while_holding(backend, job("hooked", webhook_url="http://127.0.0.1:9/hook"), "notify", "NOTIFYING")
 
     async def main():
         store = backend.open()
+
+        async def was_notified() -> bool:
+            return bool(notified)
+
         runner = JobRunner(store, never_run, concurrency=1, lease_s=5, poll_s=0.05, on_finished=on_finished,
                            sweep_s=None)
-        await runner.start()
-        deadline = time.monotonic() + 20
-        while not notified and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(1.5)  # and only once
-        await runner.stop()
+        await run_until(runner, was_notified)
         out = await store.get("hooked")
         await store.close()
         return out
