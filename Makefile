@@ -8,7 +8,7 @@ REPO ?= model_repository
 WEIGHTS ?= imgly-isnet
 
 .DEFAULT_GOAL := help
-.PHONY: help venv repo demo cluster-demo serve test test-unit lint perf bench bench-matting soak audit clean
+.PHONY: help venv repo demo cluster-demo serve up test test-unit lint perf bench bench-matting soak audit clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ cluster-demo: $(STAMP) ## 2 Tritons + 2 gateways + Redis; kill -9 one Triton und
 
 serve: repo ## run the server in the foreground on 127.0.0.1 (Ctrl-C stops)
 	$(VENV)/bin/rmbg serve --model-repository $(REPO)
+
+up: repo ## Triton + the hosted-API gateway on http://127.0.0.1:8080 (UP_ARGS="..." adds flags; Ctrl-C stops both)
+	$(VENV)/bin/rmbg up --model-repository $(REPO) $(UP_ARGS)
 
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check .

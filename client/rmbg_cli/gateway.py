@@ -45,6 +45,7 @@ def add_gateway_flags(s: argparse.ArgumentParser, *, triton: bool = True) -> Non
     s.add_argument("--rate-limit", type=float, default=20.0, metavar="PER_S", help="requests/s per API key")
     s.add_argument("--burst", type=int, default=40, help="burst per API key")
     s.add_argument("--max-body-mb", type=float, default=96.0, help="largest request body")
+    s.add_argument("--max-image-mb", type=float, default=50.0, help="largest input image (fetched or inline)")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -68,7 +69,8 @@ def settings_from(a: argparse.Namespace, triton: tuple[str, ...] | None = None, 
         allow_fetch_from=tuple(a.allow_fetch_from), cost_per_image=a.cost_per_image,
         webhook_secret=a.webhook_secret, max_inflight=a.max_inflight, max_queued=a.max_queued, workers=a.workers,
         job_lease_s=a.job_lease,
-        rate_per_key=a.rate_limit, burst_per_key=a.burst, max_body_bytes=int(a.max_body_mb * 1024 * 1024), **kwargs)
+        rate_per_key=a.rate_limit, burst_per_key=a.burst, max_body_bytes=int(a.max_body_mb * 1024 * 1024),
+        max_image_bytes=int(a.max_image_mb * 1024 * 1024), **kwargs)
 
 
 def serve(settings, *, install_signal_handlers: bool = True):

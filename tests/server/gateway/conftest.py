@@ -79,8 +79,9 @@ def gateway_factory(triton, tmp_path_factory) -> Iterator[Callable[..., GatewayP
 
 @pytest.fixture(scope="session")
 def gateway(gateway_factory) -> GatewayProcess:
-    """The main gateway: no API keys (loopback), signed webhooks, a cost, an 8 MB body limit."""
-    return gateway_factory("--webhook-secret", WEBHOOK_SECRET, "--cost-per-image", str(COST), "--max-body-mb", "8")
+    """The main gateway: no API keys (loopback), signed webhooks, a cost, 8 MB bodies and 1 MB images."""
+    return gateway_factory("--webhook-secret", WEBHOOK_SECRET, "--cost-per-image", str(COST), "--max-body-mb", "8",
+                           "--max-image-mb", "1")
 
 
 def hosted_examples(number: str, marker: str) -> list[dict[str, Any]]:
