@@ -135,7 +135,7 @@ class Gateway:
         self.http = httpx.AsyncClient(trust_env=False, timeout=httpx.Timeout(10.0), follow_redirects=False)
         await self.pool.start()
         self.processor = Processor(s, self.pool, self.files, self.metrics)
-        self.runner = JobRunner(self.store, self.processor.handle_job, concurrency=s.workers,
+        self.runner = JobRunner(self.store, self.processor.handle_job, concurrency=s.workers, lease_s=s.job_lease_s,
                                 on_finished=self.job_finished, also_sweep=(self.files.sweep,))
         await self.runner.start()
         log.info("gateway ready on %s; Triton endpoints: %s; models: %s", s.base_url,
