@@ -21,6 +21,7 @@ from rmbg_server import cluster
 from rmbg_server.launcher import free_port
 from tests.conftest import SHARED
 
+RMBG = cluster.rmbg_command()[0]  # the console script, run as a user would
 WEBHOOK_SECRET = "test-webhook-secret-0123456789"
 COST = 0.0013
 API_KEY = "test-key-AAAAAAAAAAAAAAAAAAAAAAAA"
