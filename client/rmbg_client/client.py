@@ -288,7 +288,7 @@ class AsyncRmbgClient(_Base):
                 call = self._client.infer(ensemble, inputs, outputs=outputs, **self._infer_kwargs())
                 # the HTTP aio client's conn_timeout covers connecting and reading; bound the whole call too
                 return self._result(await asyncio.wait_for(call, self.timeout))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise ServerUnavailableError(f"{ensemble}: no result within the {self.timeout:g} s timeout") from None
             except Exception as exc:  # noqa: BLE001
                 await asyncio.sleep(self._retry_delay(exc, attempt))

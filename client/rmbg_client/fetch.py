@@ -193,7 +193,7 @@ async def _send(client: httpx.AsyncClient, method: str, target: Target, **kwargs
 async def _with_deadline(operation: Awaitable[T], timeout_s: float, on_timeout: Callable[[], Exception]) -> T:
     try:
         return await asyncio.wait_for(operation, timeout_s)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise on_timeout() from None
 
 
