@@ -26,6 +26,7 @@ from rmbg_backend.options import parse_options
 from rmbg_client.errors import InvalidInputError
 from rmbg_client.fetch import DEFAULT_POLICY, FetchPolicy, redact, resolve, upload_async
 from rmbg_client.images import task_image_bytes_async, to_base64, to_data_uri
+from rmbg_client.webhooks import post_webhook
 
 log = logging.getLogger(__name__)
 OUTPUT_TYPES = ("URL", "base64Data", "dataURI")
@@ -284,10 +285,8 @@ async def run_task(raw: dict[str, Any], remove: RemoveFn, *, default_model: str 
 
 
 async def _post_webhook(url: str, body: dict[str, Any], policy: FetchPolicy) -> None:
-    """One webhook implementation for both: the gateway's (dependency-light: httpx only)."""
+    """One webhook implementation for both the client and the gateway (``rmbg_client.webhooks``)."""
     import httpx
-
-    from rmbg_server.gateway.webhooks import post_webhook
 
     async def check(target: str) -> None:
         await resolve(target, policy, what="webhookURL")

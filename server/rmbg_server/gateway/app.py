@@ -35,6 +35,7 @@ from pydantic import TypeAdapter
 
 from rmbg_client.fetch import resolve
 from rmbg_client.tasks import GetResponseTask, RemoveBackgroundTask, TaskError, parse_task
+from rmbg_client.webhooks import post_webhook
 from rmbg_server.gateway.auth import KeyRing
 from rmbg_server.gateway.files import open_file_store
 from rmbg_server.gateway.jobs import Job, JobRunner, open_job_store
@@ -62,7 +63,6 @@ from rmbg_server.gateway.protocols import (
 from rmbg_server.gateway.service import Processor
 from rmbg_server.gateway.settings import GatewaySettings
 from rmbg_server.gateway.triton import TritonPool
-from rmbg_server.gateway.webhooks import post_webhook
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"

@@ -13,7 +13,7 @@ import uuid
 import pytest
 from PIL import Image
 
-from rmbg_server.gateway.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from rmbg_client.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from tests.server.gateway.conftest import COST, WEBHOOK_SECRET, hosted_examples, relocate
 
 pytestmark = pytest.mark.triton

@@ -11,8 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rmbg_server.cluster import WebhookReceiver
-from rmbg_server.gateway.webhooks import (
+from rmbg_client.webhooks import (
     DELIVERY_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -21,6 +20,7 @@ from rmbg_server.gateway.webhooks import (
     sign,
     verify_signature,
 )
+from rmbg_server.cluster import WebhookReceiver
 from rmbg_server.launcher import free_port
 
 SECRET = "whsec-test-6b1f"
