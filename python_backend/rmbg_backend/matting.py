@@ -10,6 +10,11 @@ We solve the same closed-form system, but
 then re-impose the full-resolution trimap. Foreground colours come from blur-fusion
 foreground estimation (Forte & Pitie, ICIP 2021), which removes the old background's
 colour from semi-transparent edges at the cost of a few box filters.
+
+Memory: the full-resolution passes (guided upsampling, foreground estimation, about 124
+bytes of float temporaries per pixel) run tile by tile, so they need a fixed working set of
+about TILE_WORKING_SET_BYTES whatever the image size; what scales with the image is the
+result (13 bytes per pixel: trimap, float alpha, foreground) beside the input.
 """
 
 from __future__ import annotations
@@ -20,6 +25,22 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 UNKNOWN = 128
+TILE = 1024  # side of the full-resolution tiles
+# Rows/columns a tile borrows from its neighbours so its own pixels come out as if the whole
+# image had been filtered at once: the blur-fusion passes reach 45 + 3 pixels (box kernels of
+# 90 and 6 anchored at their centres).
+HALO = 50
+TILE_WORKING_SET_BYTES = 124 * (TILE + 2 * HALO) ** 2
+
+
+def _tiles(h: int, w: int, halo: int = HALO):
+    """(outer region with halo, the tile inside that region, the tile in the image) per tile."""
+    for y0 in range(0, h, TILE):
+        for x0 in range(0, w, TILE):
+            y1, x1 = min(h, y0 + TILE), min(w, x0 + TILE)
+            oy0, ox0, oy1, ox1 = max(0, y0 - halo), max(0, x0 - halo), min(h, y1 + halo), min(w, x1 + halo)
+            yield ((slice(oy0, oy1), slice(ox0, ox1)), (slice(y0 - oy0, y1 - oy0), slice(x0 - ox0, x1 - ox0)),
+                   (slice(y0, y1), slice(x0, x1)))
 
 
 def trimap(alpha: np.ndarray, fg_threshold: int = 240, bg_threshold: int = 10, erode_size: int = 10) -> np.ndarray:
@@ -43,6 +64,7 @@ def _box(x: np.ndarray, r: int) -> np.ndarray:
 def _window_affinities(image: np.ndarray, centres: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
     """Flat pixel indices (N x 9) and affinities (N x 9 x 9) of Levin et al.'s 3x3 windows.
 
+    ``image`` is uint8 or float in 0..1; only the windows' pixels are converted to float64.
     Windows touching the image border are skipped, as in the reference implementation.
     """
     h, w, _ = image.shape
@@ -52,7 +74,9 @@ def _window_affinities(image: np.ndarray, centres: np.ndarray, eps: float) -> tu
     cy, cx = np.nonzero(centres)
     dy, dx = np.mgrid[-1:2, -1:2]
     idx = (cy[:, None] + dy.ravel()[None]) * w + (cx[:, None] + dx.ravel()[None])
-    win = image.reshape(h * w, 3)[idx]  # N x 9 x 3
+    win = image.reshape(h * w, 3)[idx].astype(np.float64)  # N x 9 x 3
+    if image.dtype == np.uint8:
+        win *= 1.0 / 255.0
     centred = win - win.mean(axis=1, keepdims=True)
     cov = np.matmul(centred.transpose(0, 2, 1), centred) / 9.0 + (eps / 9.0) * np.eye(3)
     vals = (1.0 + np.matmul(np.matmul(centred, np.linalg.inv(cov)), centred.transpose(0, 2, 1))) / 9.0
@@ -64,37 +88,36 @@ def solve_closed_form(image: np.ndarray, tri: np.ndarray, eps: float = 1e-7) -> 
 
     Only the rows of the Laplacian that belong to unknown pixels are assembled:
     ``L_uu a_u = W_uk a_k`` with ``L = D - W``, so neither the full matrix nor a slice of it
-    is ever built.
+    is ever built. Beyond the float32 result, memory grows with the unknown band only.
     """
     h, w = tri.shape
-    unknown = (tri == UNKNOWN).ravel()
-    known_alpha = (tri == 255).astype(np.float64).ravel()
-    if not unknown.any():
-        return known_alpha.reshape(h, w)
+    flat_tri = tri.ravel()
+    alpha = (tri == 255).astype(np.float32)
+    u = np.flatnonzero(flat_tri == UNKNOWN)
+    if not u.size:
+        return alpha
     region = cv2.dilate((tri == UNKNOWN).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    idx, vals = _window_affinities(image.astype(np.float64), region, eps)
+    idx, vals = _window_affinities(image, region, eps)
     rows = np.repeat(idx, 9, axis=1).ravel()
     cols = np.tile(idx, (1, 9)).ravel()
     vals = vals.ravel()
-    keep = unknown[rows]
+    keep = flat_tri[rows] == UNKNOWN
     rows, cols, vals = rows[keep], cols[keep], vals[keep]
-    position = np.full(h * w, -1, np.int64)
-    u = np.flatnonzero(unknown)
-    position[u] = np.arange(u.size)
     n = u.size
-    degree = np.bincount(position[rows], weights=vals, minlength=n)
-    both = unknown[cols]
-    rhs = np.bincount(position[rows[~both]], weights=vals[~both] * known_alpha[cols[~both]], minlength=n)
-    w_uu = sp.csc_matrix((vals[both], (position[rows[both]], position[cols[both]])), shape=(n, n))
+    row_pos = np.searchsorted(u, rows)  # u is sorted: position of each unknown pixel
+    degree = np.bincount(row_pos, weights=vals, minlength=n)
+    both = flat_tri[cols] == UNKNOWN
+    known = ~both
+    rhs = np.bincount(row_pos[known], weights=vals[known] * (flat_tri[cols[known]] == 255), minlength=n)
+    w_uu = sp.csc_matrix((vals[both], (row_pos[both], np.searchsorted(u, cols[both]))), shape=(n, n))
     a_u = spla.spsolve((sp.diags(degree) - w_uu).tocsc(), rhs)
-    alpha = known_alpha.copy()
-    alpha[u] = np.nan_to_num(a_u, nan=0.5)
-    return np.clip(alpha.reshape(h, w), 0.0, 1.0)
+    alpha.ravel()[u] = np.clip(np.nan_to_num(a_u, nan=0.5), 0.0, 1.0)
+    return alpha
 
 
-def fast_guided_upsample(guide_small: np.ndarray, src_small: np.ndarray, guide_full: np.ndarray,
-                         r: int = 2, eps: float = 1e-4) -> np.ndarray:
-    """He & Sun's fast guided filter: fit q = a.I + b per window at low resolution, apply at full."""
+def guided_coefficients(guide_small: np.ndarray, src_small: np.ndarray, r: int = 2,
+                        eps: float = 1e-4) -> np.ndarray:
+    """He & Sun's fast guided filter, low-resolution half: per-pixel (a_r, a_g, a_b, b) of q = a.I + b."""
     mean_i = _box(guide_small, r)
     mean_p = _box(src_small, r)
     cov_ip = _box(guide_small * src_small[..., None], r) - mean_i * mean_p[..., None]
@@ -107,10 +130,24 @@ def fast_guided_upsample(guide_small: np.ndarray, src_small: np.ndarray, guide_f
     var += eps * np.eye(3, dtype=np.float32)
     a = np.linalg.solve(var, cov_ip[..., None])[..., 0]
     b = mean_p - (a * mean_i).sum(-1)
-    coeffs = np.dstack([_box(a, r), _box(b, r)])
-    h, w = guide_full.shape[:2]
-    coeffs = cv2.resize(coeffs, (w, h), interpolation=cv2.INTER_LINEAR)
-    return (coeffs[..., :3] * guide_full).sum(-1) + coeffs[..., 3]
+    return np.dstack([_box(a, r), _box(b, r)]).astype(np.float32)
+
+
+def apply_coefficients(coeffs: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+    """The full-resolution half: coefficients upsampled bilinearly (cv2.resize's sampling grid;
+    remap's 5-bit weights keep it within 1e-3) onto ``rgb`` (uint8), evaluated tile by tile so
+    no full-size float image is ever built."""
+    h, w = rgb.shape[:2]
+    sh, sw = coeffs.shape[:2]
+    ys = ((np.arange(h, dtype=np.float32) + 0.5) * (sh / h) - 0.5).astype(np.float32)
+    xs = ((np.arange(w, dtype=np.float32) + 0.5) * (sw / w) - 0.5).astype(np.float32)
+    out = np.empty((h, w), np.float32)
+    for _, _, (ty, tx) in _tiles(h, w, halo=0):
+        map_y, map_x = np.meshgrid(ys[ty], xs[tx], indexing="ij")
+        c = cv2.remap(coeffs, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        guide = rgb[ty, tx].astype(np.float32) * np.float32(1.0 / 255.0)
+        out[ty, tx] = (c[..., :3] * guide).sum(-1) + c[..., 3]
+    return out
 
 
 def _fb_blur_fusion(image, fg, bg, alpha, r):
@@ -129,24 +166,35 @@ def estimate_foreground(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return fg
 
 
+def estimate_foreground_tiled(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """estimate_foreground over uint8 ``rgb`` tile by tile (each with a HALO), as uint8."""
+    h, w = alpha.shape
+    out = np.empty((h, w, 3), np.uint8)
+    for outer, inner, dest in _tiles(h, w):
+        fg = estimate_foreground(rgb[outer].astype(np.float32) * np.float32(1.0 / 255.0), alpha[outer])[inner]
+        out[dest] = np.clip(fg * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
 def matte(rgb: np.ndarray, tri: np.ndarray, max_unknown: int = 20_000) -> np.ndarray:
     """Alpha (float32 0..1) for an RGB uint8 image and a trimap."""
     h, w = tri.shape
-    n_unknown = int((tri == UNKNOWN).sum())
+    n_unknown = int(np.count_nonzero(tri == UNKNOWN))
     if n_unknown == 0:
         return (tri == 255).astype(np.float32)
     scale = min(1.0, (max_unknown / n_unknown) ** 0.5)
-    full = rgb.astype(np.float32) * (1.0 / 255.0)
     if scale >= 1.0:
-        alpha = solve_closed_form(full, tri).astype(np.float32)
+        alpha = solve_closed_form(rgb, tri)
     else:
         sh, sw = max(8, round(h * scale)), max(8, round(w * scale))
-        small = cv2.resize(full, (sw, sh), interpolation=cv2.INTER_AREA)
+        small = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA).astype(np.float32) * np.float32(1.0 / 255.0)
         tri_small = cv2.resize(tri, (sw, sh), interpolation=cv2.INTER_NEAREST)
-        alpha_small = solve_closed_form(small, tri_small).astype(np.float32)
-        alpha = fast_guided_upsample(small, alpha_small, full)
-    alpha = np.where(tri == 255, 1.0, np.where(tri == 0, 0.0, np.clip(alpha, 0.0, 1.0)))
-    return alpha.astype(np.float32)
+        alpha_small = solve_closed_form(small, tri_small)
+        alpha = apply_coefficients(guided_coefficients(small, alpha_small), rgb)
+    np.clip(alpha, 0.0, 1.0, out=alpha)
+    alpha[tri == 255] = 1.0
+    alpha[tri == 0] = 0.0
+    return alpha
 
 
 def alpha_matting(rgb: np.ndarray, alpha: np.ndarray, fg_threshold: int = 240, bg_threshold: int = 10,
@@ -160,9 +208,8 @@ def alpha_matting(rgb: np.ndarray, alpha: np.ndarray, fg_threshold: int = 240, b
     if (tri == 255).any() and (tri == 0).any():
         refined = matte(rgb, tri)
     else:
-        refined = alpha.astype(np.float32) * (1.0 / 255.0)
-    fg = estimate_foreground(rgb.astype(np.float32) * (1.0 / 255.0), refined)
-    return (
-        np.clip(refined * 255.0 + 0.5, 0, 255).astype(np.uint8),
-        np.clip(fg * 255.0 + 0.5, 0, 255).astype(np.uint8),
-    )
+        refined = alpha.astype(np.float32) * np.float32(1.0 / 255.0)
+    fg = estimate_foreground_tiled(rgb, refined)
+    refined *= np.float32(255.0)
+    refined += np.float32(0.5)
+    return np.clip(refined, 0, 255, out=refined).astype(np.uint8), fg

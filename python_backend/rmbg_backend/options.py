@@ -54,6 +54,34 @@ ALLOWED_KEYS = ("outputFormat", "rgba", *_INT_RANGES, *_BOOLS)
 MAX_OPTIONS_BYTES = 64 * 1024
 
 
+class _LongInteger:
+    """An integer literal too long for any option (JSON numbers have no size limit of their own).
+
+    Python refuses to convert integers of more than 4300 digits, and a bare ValueError from
+    deep inside json would be reported as a server fault; so the parser keeps such literals
+    as this marker and the key's own range check names it.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.digits = len(text.lstrip("-"))
+
+    def __repr__(self) -> str:
+        return f"an integer of {self.digits:,} digits"
+
+
+_MAX_INT_DIGITS = 20
+
+
+def _parse_int(text: str) -> int | _LongInteger:
+    return _LongInteger(text) if len(text) > _MAX_INT_DIGITS else int(text)
+
+
+def _shown(value: Any) -> str:
+    """A request value quoted in an error, cut short: messages stay small whatever was sent."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _is_integral(value: Any) -> bool:
     """An int, or a finite float with no fraction; bool (an int subclass) is not a number here."""
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -63,24 +91,28 @@ def _is_integral(value: Any) -> bool:
 
 def _int_in_range(key: str, value: Any) -> int:
     lo, hi = _INT_RANGES[key]
-    if not _is_integral(value):
-        raise RequestError(key, f"must be an integer in {lo}..{hi}, got {value!r}")
-    if not lo <= int(value) <= hi:
+    if isinstance(value, _LongInteger):
         raise RequestError(key, f"must be in {lo}..{hi}, got {value!r}")
+    if not _is_integral(value):
+        raise RequestError(key, f"must be an integer in {lo}..{hi}, got {_shown(value)}")
+    if not lo <= int(value) <= hi:
+        raise RequestError(key, f"must be in {lo}..{hi}, got {_shown(value)}")
     return int(value)
 
 
 def _rgba(value: Any) -> tuple[int, int, int, int]:
     if not isinstance(value, list | tuple) or len(value) != 4:
         raise RequestError(
-            "rgba", f"must be a list of 4 integers [r, g, b, a], each 0..255, got {value!r}"
+            "rgba", f"must be a list of 4 integers [r, g, b, a], each 0..255, got {_shown(value)}"
         )
     out = []
     for channel, v in zip("rgba", value, strict=True):
-        if not _is_integral(v):
-            raise RequestError("rgba", f"{channel} must be an integer 0..255, got {v!r}")
-        if not 0 <= int(v) <= 255:
+        if isinstance(v, _LongInteger):
             raise RequestError("rgba", f"{channel} must be in 0..255, got {v!r}")
+        if not _is_integral(v):
+            raise RequestError("rgba", f"{channel} must be an integer 0..255, got {_shown(v)}")
+        if not 0 <= int(v) <= 255:
+            raise RequestError("rgba", f"{channel} must be in 0..255, got {_shown(v)}")
         out.append(int(v))
     return (out[0], out[1], out[2], out[3])
 
@@ -99,26 +131,29 @@ def parse_options(raw: bytes | str | None) -> Options:
     if not raw.strip():
         return Options()
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_int=_parse_int)
     except json.JSONDecodeError as exc:
         raise RequestError(
             "OPTIONS", f"is not valid JSON ({exc.msg} at char {exc.pos}); send an object such as {{}}"
         ) from None
     except RecursionError:
         raise RequestError("OPTIONS", "is nested too deeply; send a flat JSON object") from None
+    except ValueError as exc:  # anything else json itself refuses: report it, never as a server fault
+        raise RequestError("OPTIONS", f"is not valid JSON ({str(exc)[:80]})") from None
     if not isinstance(data, dict):
-        raise RequestError("OPTIONS", f"must be a JSON object, got {type(data).__name__}")
+        kind = "a long integer" if isinstance(data, _LongInteger) else type(data).__name__
+        raise RequestError("OPTIONS", f"must be a JSON object, got {kind}")
     unknown = sorted(set(data) - set(ALLOWED_KEYS))
     if unknown:
-        raise RequestError(
-            unknown[0], f"unknown option; allowed keys are {', '.join(ALLOWED_KEYS)}"
-        )
+        key = unknown[0] if len(unknown[0]) <= 40 else "OPTIONS"
+        what = "unknown option" if key != "OPTIONS" else f"has an unknown key of {len(unknown[0]):,} characters"
+        raise RequestError(key, f"{what}; allowed keys are {', '.join(ALLOWED_KEYS)}")
     values: dict[str, Any] = {}
     if "outputFormat" in data:
         fmt = data["outputFormat"]
         if not isinstance(fmt, str) or fmt.upper() not in _FORMAT_ALIASES:
             raise RequestError(
-                "outputFormat", f"must be one of {', '.join(OUTPUT_FORMATS)}, got {fmt!r}"
+                "outputFormat", f"must be one of {', '.join(OUTPUT_FORMATS)}, got {_shown(fmt)}"
             )
         values["outputFormat"] = _FORMAT_ALIASES[fmt.upper()]
     for key in _INT_RANGES:
@@ -127,7 +162,7 @@ def parse_options(raw: bytes | str | None) -> Options:
     for key in _BOOLS:
         if key in data:
             if not isinstance(data[key], bool):
-                raise RequestError(key, f"must be true or false, got {data[key]!r}")
+                raise RequestError(key, f"must be true or false, got {_shown(data[key])}")
             values[key] = data[key]
     if data.get("rgba") is not None:
         values["rgba"] = _rgba(data["rgba"])

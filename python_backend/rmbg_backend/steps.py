@@ -17,7 +17,7 @@ import numpy as np
 
 from rmbg_backend.compose import compose
 from rmbg_backend.decode import DecodedImage, Limits, decode_image
-from rmbg_backend.encode import encode
+from rmbg_backend.encode import check_output_size, encode
 from rmbg_backend.errors import RequestError
 from rmbg_backend.families import ModelSpec
 from rmbg_backend.mask import mask_to_alpha, post_process_mask
@@ -41,7 +41,8 @@ MODEL_INPUTS = ("float32", "uint8")
 
 def preprocess(image_bytes: bytes, options_raw: bytes | None, spec: ModelSpec,
                limits: Limits = Limits(), model_input: str = "float32") -> Prepared:
-    """Validate OPTIONS first (cheap), then decode and build the model input.
+    """Validate OPTIONS first (cheap), then decode, check the result fits the output format,
+    and build the model input: everything a request can be refused for is found before the model runs.
 
     ``model_input`` ``uint8`` leaves normalisation to the engine (the gpu-torch target).
     """
@@ -50,6 +51,7 @@ def preprocess(image_bytes: bytes, options_raw: bytes | None, spec: ModelSpec,
     options = parse_options(options_raw)
     t0 = time.perf_counter()
     image = decode_image(image_bytes, limits=limits)
+    check_output_size(options.outputFormat, image.width, image.height)
     decode_ms = _ms(t0)
     t1 = time.perf_counter()
     to_input = to_model_pixels if model_input == "uint8" else to_model_input

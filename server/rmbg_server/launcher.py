@@ -24,6 +24,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rmbg_server.hidden_args import HiddenArgsUnavailable, popen_hiding
+
 log = logging.getLogger(__name__)
 BUILD_HINT = "rmbg build-repo --model isnet --weights imgly-isnet --out {repo}  (or: make repo)"
 
@@ -149,6 +151,7 @@ class ServerConfig:
     # value (a fresh random one per start, known to the launcher's watchdog only), so a
     # client that can reach the ports can run inference but cannot unload models or map
     # shared memory. Set RMBG_ADMIN_KEY to choose it (e.g. for an operator's tooling).
+    # tritonserver's command line shows "<hidden>" in its place (rmbg_server.hidden_args).
     admin_key: str = field(default_factory=lambda: os.environ.get("RMBG_ADMIN_KEY") or secrets.token_hex(16))
     extra_args: list[str] = field(default_factory=list)
 
@@ -236,10 +239,13 @@ class TritonServer:
         cmd = server_command(self.install, self.cfg)
         if self.log_file is not None:
             self._log_handle = self.log_file.open("ab")
-        self.process = subprocess.Popen(
-            cmd, env=server_env(self.install), stdout=self._log_handle, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        popen = {"env": server_env(self.install), "stdout": self._log_handle, "stderr": subprocess.STDOUT,
+                 "start_new_session": True}
+        try:  # the admin key goes through the environment (owner-only), never the visible command line
+            self.process = popen_hiding(cmd, self.cfg.admin_key, **popen)
+        except HiddenArgsUnavailable as exc:
+            log.warning("cannot hide the admin key from other local users' process lists (%s)", exc)
+            self.process = subprocess.Popen(cmd, **popen)
         self.wait_ready(timeout)
 
     def wait_ready(self, timeout: float) -> None:

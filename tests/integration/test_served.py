@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
+import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +17,7 @@ from PIL import Image
 
 from rmbg_client import AsyncRmbgClient, InvalidInputError, RmbgClient
 from rmbg_server.launcher import http_json
+from rmbg_server.watchdog import stub_processes
 
 pytestmark = pytest.mark.triton
 
@@ -152,12 +155,39 @@ def test_cli_reports_unreachable_server(tmp_path, small_jpeg):
 
 
 def test_info_is_json_and_model_step_dominates(triton, pairs):
-    big = next(p for p in pairs if p.id.startswith("dis5k_pavilion"))
+    """The largest eval photo: decoding, pre- and post-processing and encoding together take
+    well under the model's time (the design target is 10 %; half leaves room for a busy machine)."""
+    big = max(pairs, key=lambda p: p.width * p.height)
     result = RmbgClient(triton.grpc_url).remove(big.image.read_bytes())
     t = result.info["timings"]
-    json.dumps(result.info)
+    assert json.loads(json.dumps(result.info)) == result.info
     assert open_result(result.data).size == (big.width, big.height)
-    assert t["model_ms"] > 0 and t["decode_ms"] > 0
+    assert all(t[k] > 0 for k in ("decode_ms", "preprocess_ms", "model_ms", "postprocess_ms", "encode_ms")), t
+    pre_post = t["decode_ms"] + t["preprocess_ms"] + t["postprocess_ms"] + t["encode_ms"]
+    assert pre_post < 0.5 * t["model_ms"], t
+
+
+def _as_another_user(*cmd: str) -> subprocess.CompletedProcess:
+    """Run ``cmd`` as user nobody when we are root (the test machine), else as ourselves."""
+    if os.geteuid() == 0 and shutil.which("setpriv"):
+        cmd = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd)
+    return subprocess.run(cmd, capture_output=True, timeout=30)
+
+
+def test_admin_key_is_not_visible_to_other_users(triton):
+    """The key opens model load/unload: it must not show in ps or /proc/PID/cmdline, of the
+    server or of its stubs, nor in the server's log."""
+    key = triton.cfg.admin_key.encode()
+    pids = [triton.process.pid, *stub_processes(triton.process.pid)]
+    assert len(pids) >= 4  # the server, and the pre, engine and post stubs at least
+    for pid in pids:
+        seen = _as_another_user("cat", f"/proc/{pid}/cmdline")
+        assert seen.returncode == 0 and key not in seen.stdout
+    assert b"admin-key=<hidden>" in _as_another_user("cat", f"/proc/{triton.process.pid}/cmdline").stdout
+    assert key not in _as_another_user("ps", "-eo", "args").stdout
+    if os.geteuid() == 0:  # the environment, which carries it, is the owner's only
+        assert _as_another_user("cat", f"/proc/{triton.process.pid}/environ").returncode != 0
+    assert key not in triton.log_file.read_bytes()
 
 
 def test_admin_apis_need_the_launchers_key(triton):

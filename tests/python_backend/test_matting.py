@@ -7,7 +7,19 @@ import numpy as np
 import pytest
 from scipy.ndimage import binary_erosion
 
-from rmbg_backend.matting import alpha_matting, estimate_foreground, matte, solve_closed_form, trimap
+from rmbg_backend.matting import (
+    TILE,
+    TILE_WORKING_SET_BYTES,
+    alpha_matting,
+    apply_coefficients,
+    estimate_foreground,
+    estimate_foreground_tiled,
+    guided_coefficients,
+    matte,
+    solve_closed_form,
+    trimap,
+)
+from tests.peak_memory import peak_bytes
 
 
 def rembg_trimap(mask: np.ndarray, fg: int, bg: int, erode: int) -> np.ndarray:
@@ -81,3 +93,41 @@ def test_alpha_matting_without_certain_regions_keeps_the_prediction():
     out, fg = alpha_matting(rgb, alpha)
     np.testing.assert_array_equal(out, alpha)
     assert fg.shape == rgb.shape and fg.dtype == np.uint8
+
+
+def _big_case(h: int = 1400, w: int = 2300):
+    """A soft-edged disc larger than one tile, over a textured background."""
+    y, x = np.mgrid[0:h, 0:w]
+    alpha = np.clip((h * 0.35 - np.hypot(x - w / 2, y - h / 2)) / 20 + 0.5, 0, 1).astype(np.float32)
+    image, _ = composite(alpha)
+    return image, alpha
+
+
+def test_tiled_foreground_equals_the_whole_image_pass():
+    image, alpha = _big_case()
+    assert max(image.shape[:2]) > TILE
+    whole = np.clip(estimate_foreground(image.astype(np.float32) / 255, alpha) * 255 + 0.5, 0, 255).astype(np.uint8)
+    tiled = estimate_foreground_tiled(image, alpha)
+    assert np.abs(whole.astype(int) - tiled).max() <= 1
+
+
+def test_tiled_guided_upsampling_equals_a_full_resize():
+    image, alpha = _big_case()
+    small = cv2.resize(image, (230, 140), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+    coeffs = guided_coefficients(small, cv2.resize(alpha, (230, 140), interpolation=cv2.INTER_AREA))
+    full = cv2.resize(coeffs, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
+    expected = (full[..., :3] * (image.astype(np.float32) / 255)).sum(-1) + full[..., 3]
+    # remap interpolates with 5-bit weights: within half a grey level of the float resize
+    assert np.abs(apply_coefficients(coeffs, image) - expected).max() < 0.5 / 255
+
+
+def test_matting_memory_does_not_grow_with_float_copies_of_the_image():
+    """rembg-style matting held about 124 bytes of float arrays per pixel; ours keeps 13 bytes
+    per pixel of results plus a fixed working set per tile."""
+    image, alpha = _big_case(2000, 3000)
+    alpha8 = (alpha * 255).astype(np.uint8)
+    result, peak = peak_bytes(lambda: alpha_matting(image, alpha8))
+    refined, fg = result
+    assert refined.shape == alpha8.shape and fg.shape == image.shape
+    budget = 16 * alpha8.size + TILE_WORKING_SET_BYTES + 40 * 2**20
+    assert peak < budget, f"{peak / 2**20:.0f} MB for {alpha8.size / 1e6:.0f} MP (budget {budget / 2**20:.0f} MB)"

@@ -51,3 +51,41 @@ def test_unknown_key_message_lists_allowed_keys():
     with pytest.raises(RequestError) as info:
         parse_options(b'{"foo": 1}')
     assert all(k in str(info.value) for k in ALLOWED_KEYS)
+
+
+HUGE = "9" * 5000  # over Python's 4300-digit limit for int()
+
+
+@pytest.mark.parametrize(("raw", "field", "fragment"), [
+    (f'{{"outputQuality": {HUGE}}}', "outputQuality", "must be in 20..99, got an integer of 5,000 digits"),
+    (f'{{"alphaMattingErodeSize": -{HUGE}}}', "alphaMattingErodeSize", "got an integer of 5,000 digits"),
+    (f'{{"rgba": [1, {HUGE}, 3, 4]}}', "rgba", "g must be in 0..255, got an integer of 5,000 digits"),
+    (f'{{"postProcessMask": {HUGE}}}', "postProcessMask", "true or false"),
+    (f'{{"outputQuality": {HUGE}.0}}', "outputQuality", "must be an integer"),
+    (HUGE, "OPTIONS", "JSON object"),
+    (f'[{HUGE}]', "OPTIONS", "JSON object"),
+])
+def test_huge_integers_are_request_errors_naming_the_key(raw, field, fragment):
+    with pytest.raises(RequestError) as info:
+        parse_options(raw.encode())
+    assert info.value.field == field and fragment in info.value.message
+    assert len(str(info.value)) < 300
+
+
+def test_integers_up_to_twenty_digits_are_still_numbers():
+    with pytest.raises(RequestError, match="got 12345678901234567890"):
+        parse_options(b'{"outputQuality": 12345678901234567890}')
+    with pytest.raises(RequestError, match="got an integer of 21 digits"):
+        parse_options(b'{"outputQuality": 123456789012345678901}')
+
+
+@pytest.mark.parametrize("raw", [
+    '{"outputFormat": "' + "x" * 60000 + '"}',
+    '{"' + "k" * 60000 + '": 1}',
+    '{"rgba": "' + "r" * 60000 + '"}',
+    '{"returnOnlyMask": [' + "1," * 20000 + '1]}',
+])
+def test_error_messages_stay_short_whatever_was_sent(raw):
+    with pytest.raises(RequestError) as info:
+        parse_options(raw.encode())
+    assert len(str(info.value)) < 400
