@@ -13,6 +13,17 @@ CONTENT_TYPES = {"PNG": "image/png", "WEBP": "image/webp", "JPG": "image/jpeg"}
 PNG_COMPRESS_LEVEL = 1
 
 
+def resolve_auto(pixels: np.ndarray, mode: str) -> tuple[np.ndarray, str, str]:
+    """``outputFormat`` AUTO: PNG when the result has any transparency, else JPG.
+
+    A mask (mode L) is transparency itself and stays lossless PNG; an RGBA result whose alpha
+    is opaque everywhere loses nothing as RGB JPG. Returns (pixels, mode, format).
+    """
+    if mode == "L" or (mode == "RGBA" and int(pixels[:, :, 3].min()) < 255):
+        return pixels, mode, "PNG"
+    return (np.ascontiguousarray(pixels[:, :, :3]) if mode == "RGBA" else pixels), "RGB", "JPG"
+
+
 def encode(
     pixels: np.ndarray,
     mode: str,
@@ -22,6 +33,8 @@ def encode(
     png_compress_level: int = PNG_COMPRESS_LEVEL,
 ) -> tuple[bytes, str]:
     """Return (encoded bytes, content type). PNG is lossless: ``quality`` applies to WEBP/JPG."""
+    if fmt == "AUTO":
+        pixels, mode, fmt = resolve_auto(pixels, mode)
     im = Image.fromarray(pixels, mode=mode)
     buf = io.BytesIO()
     extra = {"icc_profile": icc_profile} if icc_profile else {}

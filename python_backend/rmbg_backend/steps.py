@@ -23,6 +23,8 @@ from rmbg_backend.families import ModelSpec
 from rmbg_backend.mask import mask_to_alpha, post_process_mask
 from rmbg_backend.options import Options, parse_options
 from rmbg_backend.preprocess import to_model_input
+from rmbg_backend.shape import check_options as check_shaping
+from rmbg_backend.shape import shape
 
 
 def _ms(t0: float) -> float:
@@ -40,6 +42,7 @@ def preprocess(image_bytes: bytes, options_raw: bytes | None, spec: ModelSpec,
                limits: Limits = Limits()) -> Prepared:
     """Validate OPTIONS first (cheap), then decode and build the model input."""
     options = parse_options(options_raw)
+    check_shaping(options, limits)
     t0 = time.perf_counter()
     image = decode_image(image_bytes, limits=limits)
     decode_ms = _ms(t0)
@@ -89,6 +92,7 @@ def postprocess(mask: np.ndarray, pixels: np.ndarray, meta: dict[str, Any], spec
             bg_threshold=options.alphaMattingBackgroundThreshold,
             erode_size=options.alphaMattingErodeSize,
         )
+    image, alpha, foreground = shape(image, alpha, options, foreground, limits)
     pixels_out, mode = compose(image, alpha, options, background, foreground)
     timings["postprocess_ms"] = _ms(t0)
     t1 = time.perf_counter()
