@@ -87,7 +87,8 @@ def main() -> int:
         old_bg = cover(load(pairs[(i + 1) % len(pairs)].image, args.long_side), h, w)
         new_bg = cover(load(pairs[(i + 2) % len(pairs)].image, args.long_side), h, w)
         row = {"id": pair.id, "size": [w, h], "old_background": pairs[(i + 1) % len(pairs)].id,
-               "new_background": pairs[(i + 2) % len(pairs)].id, "edge_pixels": int(((alpha > 0) & (alpha < 255)).sum())}
+               "new_background": pairs[(i + 2) % len(pairs)].id,
+               "edge_pixels": int(((alpha > 0) & (alpha < 255)).sum())}
         plain, refined = edge_colour_error(fg, alpha, old_bg, new_bg)
         row["gt_alpha"] = {"plain": plain, "refined": refined}
         source = np.clip(fg * (alpha[..., None] / 255.0) + old_bg * (1 - alpha[..., None] / 255.0) + 0.5,

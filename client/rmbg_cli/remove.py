@@ -78,12 +78,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     shaping.add_argument("--output-size", type=_int_pair_arg("x,", "WIDTHxHEIGHT"), metavar="WxH",
                          help="canvas size, e.g. 1024x1024")
     shaping.add_argument("--scale", type=float, help="subject box as a share of the canvas, 0..1")
-    shaping.add_argument("--position", type=_position_arg, metavar="center|original|X%%,Y%%")
+    shaping.add_argument("--position", type=_position_arg, metavar="center|original|X%,Y%")
     shaping.add_argument("--shadow", action="store_true", help="soft drop shadow cast from the mask")
     shaping.add_argument("--shadow-opacity", type=float, help="0..1 (0.5)")
     shaping.add_argument("--shadow-blur", type=float, help="blur radius in output pixels, 0..500 (20)")
     shaping.add_argument("--shadow-offset", type=_int_pair_arg(",", "DX,DY"), metavar="DX,DY",
-                         help="shadow offset in output pixels (0,10)")
+                         help="shadow offset in output pixels (0,10); a negative one as --shadow-offset=-4,12")
     shaping.add_argument("--refine-foreground", action="store_true",
                          help="estimate edge colours so no old background shows through")
     r.add_argument("--concurrency", type=int, default=2)

@@ -18,7 +18,7 @@ from rmbg_backend.encode import encode, resolve_auto
 from rmbg_backend.errors import RequestError
 from rmbg_backend.families import family
 from rmbg_backend.options import Options, parse_options
-from rmbg_backend.shape import SUBJECT_ALPHA, Box, shape, shadow_alpha, subject_box
+from rmbg_backend.shape import SUBJECT_ALPHA, Box, shadow_alpha, shape, subject_box
 from tests.edges import edge_colour_error, extend_foreground, soft_alpha
 
 
