@@ -1,15 +1,15 @@
-"""``rmbg``: remove, serve, build-repo, export (and the gateway commands where installed)."""
+"""``rmbg``: remove, serve, up, gateway, build-repo, export (server commands need the server extra)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from rmbg_cli import build_repo, export, logs, remove, serve
+from rmbg_cli import build_repo, export, gateway, logs, remove, serve, up
 from rmbg_cli.extras import MissingExtraError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-SUBCOMMANDS = (remove, serve, build_repo, export)
+SUBCOMMANDS = (remove, serve, up, gateway, build_repo, export)
 
 
 def build_parser() -> argparse.ArgumentParser:

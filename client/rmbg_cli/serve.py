@@ -17,32 +17,47 @@ EXIT_OK, EXIT_FAILED = 0, 1
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="start Triton with the model repository (Ctrl-C stops)")
+    add_triton_flags(s)
+    return s
+
+
+def add_triton_flags(s: argparse.ArgumentParser, *, host: bool = True) -> None:
     s.add_argument("--model-repository", default="model_repository", type=Path)
-    s.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
+    if host:
+        s.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
     s.add_argument("--http-port", type=int, default=8000)
     s.add_argument("--grpc-port", type=int, default=8001)
     s.add_argument("--metrics-port", type=int, default=8002)
     s.add_argument("--log-file", type=Path, help="write the server log here instead of the terminal")
-    return s
+
+
+def start_triton(a: argparse.Namespace, host: str):
+    """Triton with the watchdog that reloads crashed stubs; raises LaunchError with what to fix."""
+    launcher = require("rmbg_server.launcher", "server", "serve")
+    watchdog_mod = require("rmbg_server.watchdog", "server", "serve")
+    cfg = launcher.ServerConfig(a.model_repository, host, a.http_port, a.grpc_port, a.metrics_port)
+    server = launcher.TritonServer(cfg, log_file=a.log_file)
+    log.info("starting Triton (%s) on %s ...", server.install.binary, host)
+    server.start()
+    assert server.process is not None
+    watchdog = watchdog_mod.StubWatchdog(server.process.pid, cfg.model_repository, server.reload)
+    watchdog.start()
+    return server, watchdog
+
+
+def ready_models(server) -> list[str]:
+    return sorted(m["name"] for m in server.models() if m.get("state") == "READY")
 
 
 def run(a: argparse.Namespace) -> int:
     launcher = require("rmbg_server.launcher", "server", "serve")
-    watchdog_mod = require("rmbg_server.watchdog", "server", "serve")
-    cfg = launcher.ServerConfig(a.model_repository, a.host, a.http_port, a.grpc_port, a.metrics_port)
     try:
-        server = launcher.TritonServer(cfg, log_file=a.log_file)
-        log.info("starting Triton (%s) on %s ...", server.install.binary, a.host)
-        server.start()
+        server, watchdog = start_triton(a, a.host)
     except launcher.LaunchError as exc:
         print(f"rmbg serve: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    assert server.process is not None
-    watchdog = watchdog_mod.StubWatchdog(server.process.pid, cfg.model_repository, server.reload)
-    watchdog.start()
-    models = [m["name"] for m in server.models() if m.get("state") == "READY"]
     print(f"ready: gRPC {server.grpc_url}  HTTP {server.http_url}  metrics http://{a.host}:{a.metrics_port}/metrics")
-    print(f"models: {', '.join(sorted(models))}")
+    print(f"models: {', '.join(ready_models(server))}")
     print("Ctrl-C to stop", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

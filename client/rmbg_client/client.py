@@ -28,8 +28,9 @@ from rmbg_backend.contract import (
     ensemble_name,
 )
 from rmbg_client.errors import InvalidInputError, RmbgError, ServerError, ServerUnavailableError
-from rmbg_client.images import to_base64, to_data_uri, to_image_bytes
-from rmbg_client.tasks import remove_background as run_task
+from rmbg_client.fetch import DEFAULT_POLICY, FetchPolicy, run_sync
+from rmbg_client.images import to_base64, to_data_uri, to_image_bytes, to_image_bytes_async
+from rmbg_client.tasks import MODEL_ALIASES, run_task
 
 
 @dataclass
@@ -67,7 +68,8 @@ _UNAVAILABLE_HINTS = ("failed to connect", "connection refused", "unavailable", 
 _RELOADING_HINTS = ("is not healthy", "has no available versions", "request for unknown model")
 
 
-def _classify(exc: Exception) -> RmbgError:
+def classify_error(exc: Exception) -> RmbgError:
+    """A tritonclient exception (gRPC or HTTP) -> the typed error a caller can act on."""
     text = str(exc)
     status = getattr(exc, "status", lambda: None)()
     lowered = text.lower()
@@ -105,23 +107,58 @@ def build_request(mod: Any, image: bytes, options: Any, background: bytes | None
     return inputs, [mod.InferRequestedOutput(n) for n in ENSEMBLE_OUTPUTS]
 
 
-class RmbgClient:
-    """Synchronous client. Thread-safe: each thread gets its own underlying connection."""
+class _Base:
+    """What both clients share: settings, retries, timeouts, request building and input coercion.
+
+    ``timeout`` is one client-side deadline per attempt in seconds (gRPC ``client_timeout``, HTTP
+    network timeout); it is never sent to Triton, whose own ``timeout`` is a server-side queue
+    limit in microseconds. ``retries``: how often a request is re-sent when the server reports a
+    model being reloaded after a crash (bounded exponential backoff; removal is idempotent). Bad
+    input is never retried. ``fetch_policy``: the rules for URL inputs and upload endpoints
+    (``rmbg_client.fetch``): loopback and private addresses need an explicit allow-list.
+    """
 
     def __init__(self, url: str = "127.0.0.1:8001", protocol: str = "grpc", model: str = "isnet",
-                 timeout: float = 300.0, retries: int = 4, retry_backoff: float = 0.5) -> None:
-        """``retries``: how often a request is re-sent when the server reports a model being
-        reloaded after a crash (bounded exponential backoff; removal is idempotent).
-        Bad input is never retried."""
+                 timeout: float = 300.0, retries: int = 4, retry_backoff: float = 0.5,
+                 fetch_policy: FetchPolicy = DEFAULT_POLICY) -> None:
         if protocol not in ("grpc", "http"):
             raise ValueError(f"protocol must be grpc or http, got {protocol!r}")
+        if timeout <= 0 or retries < 0 or retry_backoff < 0:
+            raise ValueError("timeout must be > 0, retries and retry_backoff >= 0")
         self.url, self.protocol, self.model, self.timeout = url, protocol, model, timeout
-        self.retries, self.retry_backoff = retries, retry_backoff
-        self._local = threading.local()
+        self.retries, self.retry_backoff, self.fetch_policy = retries, retry_backoff, fetch_policy
 
     @property
     def ensemble(self) -> str:
         return ensemble_name(self.model)
+
+    def _infer_kwargs(self) -> dict[str, Any]:
+        # gRPC takes the deadline per call; the HTTP clients take it when they are built.
+        return {"client_timeout": self.timeout} if self.protocol == "grpc" else {}
+
+    def _retry_delay(self, exc: Exception, attempt: int) -> float:
+        """Seconds to wait before attempt ``attempt + 1``; raises the typed error when it must not be retried."""
+        error = exc if isinstance(exc, RmbgError) else classify_error(exc)
+        if not (isinstance(error, ServerUnavailableError) and error.transient) or attempt >= self.retries:
+            raise error from exc
+        return self.retry_backoff * (2 ** attempt)
+
+    @staticmethod
+    def _result(response) -> RemovalResult:
+        data = response.as_numpy(IMAGE_OUT).reshape(-1)[0]
+        info = json.loads(response.as_numpy(INFO).reshape(-1)[0])
+        return RemovalResult(bytes(data), info)
+
+    def _task_kwargs(self) -> dict[str, Any]:
+        return {"default_model": self.model, "policy": self.fetch_policy, "aliases": MODEL_ALIASES}
+
+
+class RmbgClient(_Base):
+    """Synchronous client. Thread-safe: each thread gets its own underlying connection."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._local = threading.local()
 
     def _module(self):
         if self.protocol == "grpc":
@@ -139,12 +176,6 @@ class RmbgClient:
             self._local.client = client
         return client
 
-    @staticmethod
-    def _result(response) -> RemovalResult:
-        data = response.as_numpy(IMAGE_OUT).reshape(-1)[0]
-        info = json.loads(response.as_numpy(INFO).reshape(-1)[0])
-        return RemovalResult(bytes(data), info)
-
     def ready(self) -> bool:
         try:
             return bool(self._client().is_model_ready(self.ensemble))
@@ -152,27 +183,23 @@ class RmbgClient:
             return False
 
     def remove(self, image: Any, options: dict[str, Any] | str | None = None,
-               background: Any = None) -> RemovalResult:
+               background: Any = None, *, model: str | None = None) -> RemovalResult:
         """Remove the background of one image: bytes, path, PIL image, numpy array, base64,
-        data URI or http(s) URL (fetched here, with limits)."""
-        image = to_image_bytes(image)
+        data URI or http(s) URL (fetched here, under ``fetch_policy``)."""
+        image = to_image_bytes(image, policy=self.fetch_policy)
         if background is not None:
-            background = to_image_bytes(background, name="background")
+            background = to_image_bytes(background, policy=self.fetch_policy, name="background")
         inputs, outputs = build_request(self._module(), image, options, background)
-        kwargs = {"client_timeout": self.timeout} if self.protocol == "grpc" else {}
+        ensemble = ensemble_name(model or self.model)
         for attempt in range(self.retries + 1):
             try:
-                response = self._client().infer(self.ensemble, inputs, outputs=outputs, **kwargs)
-                return self._result(response)
+                return self._result(self._client().infer(ensemble, inputs, outputs=outputs, **self._infer_kwargs()))
             except Exception as exc:  # noqa: BLE001 - tritonclient raises its own types per protocol
-                error = _classify(exc)
-                if not (isinstance(error, ServerUnavailableError) and error.transient) or attempt == self.retries:
-                    raise error from exc
-            time.sleep(self.retry_backoff * (2 ** attempt))
+                time.sleep(self._retry_delay(exc, attempt))
         raise AssertionError("unreachable")
 
-    def remove_many(self, items: Iterable[tuple[Any, bytes]], options: dict[str, Any] | None = None,
-                    concurrency: int = 4, background: bytes | None = None
+    def remove_many(self, items: Iterable[tuple[Any, Any]], options: dict[str, Any] | None = None,
+                    concurrency: int = 4, background: Any = None
                     ) -> Iterator[tuple[Any, RemovalResult | RmbgError]]:
         """Yield (key, result or error) as each finishes; at most ``concurrency`` in flight."""
         if concurrency < 1:
@@ -206,8 +233,13 @@ class RmbgClient:
                 submit_next()
 
     def remove_background(self, task: dict[str, Any]) -> dict[str, Any]:
-        """A hosted-API ``removeBackground`` task in, the hosted-API response shape out."""
-        return run_task(task, self)
+        """A hosted-API ``removeBackground`` task in, the hosted-API result object out
+        (``rmbg_client.tasks``: inputs are URLs, data URIs or base64, never local files)."""
+
+        async def remove(data: bytes, options: dict[str, Any], model: str) -> RemovalResult:
+            return self.remove(data, options, model=model)
+
+        return run_sync(run_task(task, remove, **self._task_kwargs()))
 
     def close(self) -> None:
         client = getattr(self._local, "client", None)
@@ -222,44 +254,71 @@ class RmbgClient:
         self.close()
 
 
-class AsyncRmbgClient:
-    """asyncio client over tritonclient's aio modules."""
+class AsyncRmbgClient(_Base):
+    """asyncio client over tritonclient's aio modules: the same inputs, retries and deadlines as RmbgClient."""
 
-    def __init__(self, url: str = "127.0.0.1:8001", protocol: str = "grpc", model: str = "isnet",
-                 timeout: float = 300.0) -> None:
-        if protocol == "grpc":
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.protocol == "grpc":
             import tritonclient.grpc.aio as mod
-        elif protocol == "http":
-            import tritonclient.http.aio as mod
+
+            self._client = mod.InferenceServerClient(self.url)
         else:
-            raise ValueError(f"protocol must be grpc or http, got {protocol!r}")
-        self._mod, self.protocol, self.model, self.timeout = mod, protocol, model, timeout
-        self._client = mod.InferenceServerClient(url)
+            import tritonclient.http.aio as mod
 
-    async def remove(self, image: bytes, options: dict[str, Any] | str | None = None,
-                     background: bytes | None = None) -> RemovalResult:
-        inputs, outputs = build_request(self._mod, image, options, background)
+            self._client = mod.InferenceServerClient(self.url, conn_timeout=self.timeout)
+        self._mod = mod
+
+    async def ready(self) -> bool:
         try:
-            kwargs = {"client_timeout": self.timeout} if self.protocol == "grpc" else {"timeout": int(self.timeout)}
-            response = await self._client.infer(ensemble_name(self.model), inputs, outputs=outputs, **kwargs)
-        except Exception as exc:  # noqa: BLE001
-            raise _classify(exc) from exc
-        return RmbgClient._result(response)
+            return bool(await self._client.is_model_ready(self.ensemble))
+        except Exception:  # noqa: BLE001 - any transport error means "not ready"
+            return False
 
-    async def remove_many(self, items: Iterable[tuple[Any, bytes]], options: dict[str, Any] | None = None,
-                          concurrency: int = 4) -> AsyncIterator[tuple[Any, RemovalResult | RmbgError]]:
+    async def remove(self, image: Any, options: dict[str, Any] | str | None = None,
+                     background: Any = None, *, model: str | None = None) -> RemovalResult:
+        """``RmbgClient.remove`` for asyncio: the same input forms, retries and deadline."""
+        image = await to_image_bytes_async(image, policy=self.fetch_policy)
+        if background is not None:
+            background = await to_image_bytes_async(background, policy=self.fetch_policy, name="background")
+        inputs, outputs = build_request(self._mod, image, options, background)
+        ensemble = ensemble_name(model or self.model)
+        for attempt in range(self.retries + 1):
+            try:
+                call = self._client.infer(ensemble, inputs, outputs=outputs, **self._infer_kwargs())
+                # the HTTP aio client's conn_timeout covers connecting and reading; bound the whole call too
+                return self._result(await asyncio.wait_for(call, self.timeout))
+            except asyncio.TimeoutError:
+                raise ServerUnavailableError(f"{ensemble}: no result within the {self.timeout:g} s timeout") from None
+            except Exception as exc:  # noqa: BLE001
+                await asyncio.sleep(self._retry_delay(exc, attempt))
+        raise AssertionError("unreachable")
+
+    async def remove_many(self, items: Iterable[tuple[Any, Any]], options: dict[str, Any] | None = None,
+                          concurrency: int = 4, background: Any = None
+                          ) -> AsyncIterator[tuple[Any, RemovalResult | RmbgError]]:
+        if concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
         sem = asyncio.Semaphore(concurrency)
 
-        async def one(key: Any, data: bytes):
+        async def one(key: Any, data: Any):
             async with sem:
                 try:
-                    return key, await self.remove(data, options)
+                    return key, await self.remove(data, options, background)
                 except RmbgError as exc:
                     return key, exc
 
         tasks = [asyncio.ensure_future(one(k, d)) for k, d in items]
         for fut in asyncio.as_completed(tasks):
             yield await fut
+
+    async def remove_background(self, task: dict[str, Any]) -> dict[str, Any]:
+        """``RmbgClient.remove_background`` for asyncio."""
+
+        async def remove(data: bytes, options: dict[str, Any], model: str) -> RemovalResult:
+            return await self.remove(data, options, model=model)
+
+        return await run_task(task, remove, **self._task_kwargs())
 
     async def close(self) -> None:
         await self._client.close()

@@ -1,7 +1,13 @@
 """Client-side image inputs and outputs: the forms platforms pass around.
 
-URLs are fetched by the client, never by the server (the server opens no connections),
-with a size cap enforced while streaming and a wall-clock timeout.
+Two entry points, on purpose:
+- ``to_image_bytes`` / ``to_image_bytes_async``: the library's explicit API (``RmbgClient.remove``):
+  bytes, a path (``pathlib.Path`` or a string naming an existing file), a PIL image, a numpy
+  array, base64, a data URI or an http(s) URL;
+- ``task_image_bytes_async``: what a hosted-API task may carry in ``inputs.image``: an http(s) URL,
+  a data URI or base64 only. A task is data from someone else, so it never reads a local file.
+URLs go through ``rmbg_client.fetch`` (address rules, one deadline, a byte cap); inline base64
+is refused above the same byte cap before it is decoded. No error message quotes input bytes.
 """
 
 from __future__ import annotations
@@ -10,47 +16,16 @@ import base64
 import binascii
 import io
 import re
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-from rmbg_client.errors import ImageInputError, UploadError
+from rmbg_client.errors import ImageInputError
+from rmbg_client.fetch import DEFAULT_POLICY, FetchPolicy, fetch_async, run_sync
 
-MAX_FETCH_BYTES = 50 * 1024 * 1024
-FETCH_TIMEOUT_S = 30.0
 _DATA_URI = re.compile(r"^data:(?P<mime>[\w.+/-]*)(?:;[\w=.-]+)*?(?P<b64>;base64)?,(?P<data>.*)$", re.S)
-
-
-def fetch_url(url: str, max_bytes: int = MAX_FETCH_BYTES, timeout: float = FETCH_TIMEOUT_S) -> bytes:
-    """GET ``url`` with a byte cap (checked on Content-Length and while reading) and a deadline."""
-    deadline = time.monotonic() + timeout
-    req = urllib.request.Request(url, headers={"User-Agent": "rmbg-client"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            declared = resp.headers.get("Content-Length")
-            if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-                raise ImageInputError(f"image URL {url}: {int(declared):,} bytes, over the {max_bytes:,}-byte limit")
-            chunks, total = [], 0
-            while True:
-                if time.monotonic() > deadline:
-                    raise ImageInputError(f"image URL {url}: not fully received within {timeout:g} s")
-                chunk = resp.read(1 << 16)
-                if not chunk:
-                    break
-                total += len(chunk)
-                if total > max_bytes:
-                    raise ImageInputError(f"image URL {url}: more than the {max_bytes:,}-byte limit")
-                chunks.append(chunk)
-    except ImageInputError:
-        raise
-    except urllib.error.HTTPError as exc:
-        raise ImageInputError(f"image URL {url}: HTTP {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise ImageInputError(f"image URL {url}: {reason} (timeout {timeout:g} s)") from None
-    return b"".join(chunks)
+# Leading bytes of the formats a base64 string is likely to carry (used only to tell base64 from paths).
+_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"RIFF", b"BM", b"II*\x00", b"MM\x00*", b"\x00\x00\x00")
+_PATH_MAX = 4096
 
 
 def _encode_png(image: Any) -> bytes:
@@ -59,16 +34,60 @@ def _encode_png(image: Any) -> bytes:
     return buf.getvalue()
 
 
-def to_image_bytes(value: Any, *, max_bytes: int = MAX_FETCH_BYTES, timeout: float = FETCH_TIMEOUT_S,
-                   name: str = "image") -> bytes:
-    """bytes, a path, a PIL image, a numpy array, base64, a data URI or an http(s) URL -> encoded bytes."""
+def is_url(text: str) -> bool:
+    return text.lstrip()[:8].lower().startswith(("http://", "https://"))
+
+
+def decode_inline(text: str, name: str, max_bytes: int) -> bytes:
+    """A data URI or a base64 string -> bytes, refusing more than ``max_bytes`` before decoding."""
+    text = text.strip()
+    match = _DATA_URI.match(text[:512])  # the header is short; the payload is sliced below
+    payload = text
+    if match:
+        if not match.group("b64"):
+            raise ImageInputError(f"{name}: only base64 data URIs are accepted (data:<type>;base64,...)")
+        payload = text[text.index(",") + 1:]
+    if len(payload) > max_bytes * 14 // 10 + 16:  # base64 is 4/3 of the bytes, plus room for line breaks
+        raise ImageInputError(f"{name}: about {len(payload) * 3 // 4:,} bytes of base64, over the "
+                              f"{max_bytes:,}-byte limit")
+    decoded = _try_b64(payload)
+    if decoded is None:
+        kind = "data URI payload" if match else "value"
+        raise ImageInputError(f"{name}: the {kind} is not valid base64; send an http(s) URL, a data URI "
+                              "(data:image/png;base64,...) or base64 text")
+    if len(decoded) > max_bytes:
+        raise ImageInputError(f"{name}: {len(decoded):,} bytes, over the {max_bytes:,}-byte limit")
+    return decoded
+
+
+async def task_image_bytes_async(value: Any, policy: FetchPolicy = DEFAULT_POLICY, *,
+                                 name: str = "inputs.image") -> bytes:
+    """A task's image: an http(s) URL (fetched under ``policy``), a data URI or base64. Never a file."""
+    if not isinstance(value, str) or not value.strip():
+        raise ImageInputError(f"{name}: must be a non-empty string: an http(s) URL, a data URI or base64")
+    if is_url(value):
+        return await fetch_async(value.strip(), policy, what=name)
+    if "://" in value[:16]:
+        raise ImageInputError(f"{name}: only http and https URLs are accepted, got scheme "
+                              f"{value.split('://', 1)[0][:16]!r}")
+    if _looks_like_path(value):
+        raise ImageInputError(f"{name}: local file paths are never read from a task; send an http(s) URL, "
+                              "a data URI or base64")
+    return decode_inline(value, name, policy.max_bytes)
+
+
+def _looks_like_path(text: str) -> bool:
+    text = text.strip()
+    return len(text) < _PATH_MAX and (text.startswith(("/", "./", "../", "~", "file:")) or "\\" in text) and (
+        _try_b64(text) is None or Path(text).expanduser().exists())
+
+
+def _local_value(value: Any, name: str) -> bytes | None:
+    """Everything but URLs: bytes, paths, PIL images, arrays, inline base64. None for a URL string."""
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value)
     if isinstance(value, Path):
-        try:
-            return value.read_bytes()
-        except OSError as exc:
-            raise ImageInputError(f"{name}: cannot read {value}: {exc.strerror}") from None
+        return _read_path(value, name)
     try:
         from PIL import Image
 
@@ -93,27 +112,39 @@ def to_image_bytes(value: Any, *, max_bytes: int = MAX_FETCH_BYTES, timeout: flo
         raise ImageInputError(f"{name}: unsupported type {type(value).__name__}; pass bytes, a path, a PIL image, "
                               "a numpy array, base64, a data URI or an http(s) URL")
     text = value.strip()
-    if text.startswith(("http://", "https://")):
-        return fetch_url(text, max_bytes, timeout)
-    match = _DATA_URI.match(text)
-    if match:
-        if not match.group("b64"):
-            raise ImageInputError(f"{name}: only base64 data URIs are supported")
-        return _b64decode(match.group("data"), name)
-    if len(text) < 4096 and Path(text).expanduser().is_file():
-        return Path(text).expanduser().read_bytes()
+    if is_url(text):
+        return None
+    if text.startswith("data:"):
+        return decode_inline(text, name, DEFAULT_POLICY.max_bytes)
+    if len(text) < _PATH_MAX and Path(text).expanduser().is_file():
+        return _read_path(Path(text).expanduser(), name)
     decoded = _try_b64(text)
-    if decoded is not None and (len(text) >= 4096 or decoded.startswith(_IMAGE_MAGIC)):
-        return decoded
-    if len(text) < 4096 and (text.startswith(("/", "./", "~")) or "/" in text or "\\" in text):
-        raise ImageInputError(f"{name}: no such file {text[:200]!r}")
+    if decoded is not None and (len(text) >= _PATH_MAX or decoded.startswith(_IMAGE_MAGIC)):
+        return decode_inline(text, name, DEFAULT_POLICY.max_bytes)
+    if len(text) < _PATH_MAX and (text.startswith(("/", "./", "~")) or "/" in text or "\\" in text):
+        raise ImageInputError(f"{name}: no such file (a string naming a path must name an existing file)")
     if decoded is not None:
         return decoded
     raise ImageInputError(f"{name}: not a path, URL, data URI or valid base64 string")
 
 
-# Leading bytes of the formats a base64 string is likely to carry (used only to tell base64 from paths).
-_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"RIFF", b"BM", b"II*\x00", b"MM\x00*", b"\x00\x00\x00")
+def _read_path(path: Path, name: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ImageInputError(f"{name}: cannot read {path}: {exc.strerror}") from None
+
+
+def to_image_bytes(value: Any, *, policy: FetchPolicy = DEFAULT_POLICY, name: str = "image") -> bytes:
+    """bytes, a path, a PIL image, a numpy array, base64, a data URI or an http(s) URL -> encoded bytes."""
+    local = _local_value(value, name)
+    return local if local is not None else run_sync(fetch_async(value.strip(), policy, what=name))
+
+
+async def to_image_bytes_async(value: Any, *, policy: FetchPolicy = DEFAULT_POLICY, name: str = "image") -> bytes:
+    """``to_image_bytes`` for asyncio code (the URL fetch does not block the loop)."""
+    local = _local_value(value, name)
+    return local if local is not None else await fetch_async(value.strip(), policy, what=name)
 
 
 def _try_b64(text: str) -> bytes | None:
@@ -123,30 +154,9 @@ def _try_b64(text: str) -> bytes | None:
         return None
 
 
-def _b64decode(text: str, name: str) -> bytes:
-    decoded = _try_b64(text)
-    if decoded is None:
-        raise ImageInputError(f"{name}: not a path, URL, data URI or valid base64 string")
-    return decoded
-
-
 def to_base64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
 def to_data_uri(data: bytes, content_type: str) -> str:
     return f"data:{content_type};base64,{to_base64(data)}"
-
-
-def upload(url: str, data: bytes, content_type: str, timeout: float = 60.0) -> None:
-    """HTTP PUT to a presigned URL (S3, GCS, Azure SAS...)."""
-    req = urllib.request.Request(url, data=data, method="PUT",
-                                 headers={"Content-Type": content_type, "Content-Length": str(len(data))})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            if resp.status >= 300:
-                raise UploadError(f"upload to {url.split('?')[0]}: HTTP {resp.status}")
-    except urllib.error.HTTPError as exc:
-        raise UploadError(f"upload to {url.split('?')[0]}: HTTP {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        raise UploadError(f"upload to {url.split('?')[0]}: {getattr(exc, 'reason', exc)}") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -81,6 +82,14 @@ def _pixels(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     return np.asarray(im), None
 
 
+_BYTES_REPR = re.compile(r"""b'(?:[^'\\]|\\.)*'|b"(?:[^"\\]|\\.)*"|(?:\\x[0-9a-fA-F]{2}){2,}""")
+
+
+def _reason(exc: Exception) -> str:
+    """Pillow's message without any quoted input bytes (an error must never echo what it was sent)."""
+    return _BYTES_REPR.sub("<bytes>", str(exc))[:200] or type(exc).__name__
+
+
 def decode_image(data: bytes, *, field: str = "IMAGE", limits: Limits = Limits()) -> DecodedImage:
     """Decode ``data``; every failure is a RequestError naming ``field`` and what is accepted."""
     if not data:
@@ -95,10 +104,10 @@ def decode_image(data: bytes, *, field: str = "IMAGE", limits: Limits = Limits()
             im = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise RequestError(
-            field, f"is not a recognised image (starts with {data[:8].hex()}); accepted: {ACCEPTED}"
+            field, f"is not a recognised image; accepted: {ACCEPTED}"
         ) from None
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types on hostile headers
-        raise RequestError(field, f"could not be read: {exc}") from None
+        raise RequestError(field, f"could not be read: {_reason(exc)}") from None
     width, height = im.size
     if width < 1 or height < 1:
         raise RequestError(field, f"has an empty size {width}x{height}")
@@ -117,7 +126,7 @@ def decode_image(data: bytes, *, field: str = "IMAGE", limits: Limits = Limits()
             im = ImageOps.exif_transpose(im)
             rgb, alpha = _pixels(im)
     except Exception as exc:  # noqa: BLE001 - truncated/corrupt data raises OSError, SyntaxError...
-        raise RequestError(field, f"is truncated or corrupt ({fmt}): {exc}") from None
+        raise RequestError(field, f"is truncated or corrupt ({fmt}): {_reason(exc)}") from None
     icc = im.info.get("icc_profile")
     if not isinstance(icc, bytes) or len(icc) > _MAX_ICC_BYTES:
         icc = None

@@ -1,3 +1,4 @@
+import asyncio
 import base64
 import io
 
@@ -5,7 +6,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rmbg_client.images import ImageInputError, UploadError, fetch_url, to_data_uri, to_image_bytes, upload
+from rmbg_client.images import (
+    ImageInputError,
+    task_image_bytes_async,
+    to_data_uri,
+    to_image_bytes,
+    to_image_bytes_async,
+)
 
 
 def test_every_input_form_gives_the_same_pixels(tmp_path, small_jpeg):
@@ -17,6 +24,7 @@ def test_every_input_form_gives_the_same_pixels(tmp_path, small_jpeg):
     assert to_image_bytes(str(path)) == small_jpeg
     assert to_image_bytes(b64) == small_jpeg
     assert to_image_bytes(to_data_uri(small_jpeg, "image/jpeg")) == small_jpeg
+    assert asyncio.run(to_image_bytes_async(path)) == small_jpeg
     pixels = np.asarray(Image.open(io.BytesIO(small_jpeg)).convert("RGB"))
     for value in (Image.fromarray(pixels), pixels):
         decoded = np.asarray(Image.open(io.BytesIO(to_image_bytes(value))))
@@ -39,24 +47,36 @@ def test_bad_inputs_say_what_is_accepted(value, fragment):
         to_image_bytes(value)
 
 
-def test_url_input_with_limits(http_server, small_jpeg):
-    http_server.handler.files["/a.jpg"] = small_jpeg
-    assert to_image_bytes(f"{http_server.base}/a.jpg") == small_jpeg
-    with pytest.raises(ImageInputError, match="over the 1,000-byte limit"):
-        fetch_url(f"{http_server.base}/a.jpg", max_bytes=1000)
-    with pytest.raises(ImageInputError, match="more than the 100,000-byte limit"):
-        fetch_url(f"{http_server.base}/huge-undeclared", max_bytes=100_000)
-    with pytest.raises(ImageInputError, match="HTTP 404"):
-        fetch_url(f"{http_server.base}/missing.jpg")
+@pytest.mark.parametrize("path", ["/proc/self/environ", "~/.bashrc", "/etc/passwd", "./tests/conftest.py",
+                                  "../shared/eval/manifest.csv", "file:///etc/passwd"])
+def test_a_task_image_is_never_read_from_a_local_file(path):
+    """Issue 10 item 3: a task is someone else's data; its image is a URL, a data URI or base64 only."""
+    with pytest.raises(ImageInputError, match="local file paths are never read|only http and https") as info:
+        asyncio.run(task_image_bytes_async(path))
+    assert "root:" not in str(info.value) and "PATH=" not in str(info.value)
 
 
-def test_slow_url_times_out(http_server):
-    with pytest.raises(ImageInputError, match="within 1 s|timed out|timeout 1 s"):
-        fetch_url(f"{http_server.base}/slow", timeout=1.0)
+def test_a_task_image_accepts_base64_and_data_uris(small_jpeg):
+    b64 = base64.b64encode(small_jpeg).decode()  # a JPEG's base64 starts with "/9j/": not a path
+    assert b64.startswith("/")
+    assert asyncio.run(task_image_bytes_async(b64)) == small_jpeg
+    assert asyncio.run(task_image_bytes_async(to_data_uri(small_jpeg, "image/jpeg"))) == small_jpeg
 
 
-def test_put_upload(http_server):
-    upload(f"{http_server.base}/bucket/x.png?X-Amz-Signature=abc", b"PNGDATA", "image/png")
-    assert http_server.handler.uploads["/bucket/x.png?X-Amz-Signature=abc"] == ("image/png", b"PNGDATA")
-    with pytest.raises(UploadError, match="HTTP 403"):
-        upload(f"{http_server.base}/forbidden/x.png", b"x", "image/png")
+def test_inline_base64_is_capped_before_decoding():
+    from rmbg_client.fetch import FetchPolicy
+
+    big = base64.b64encode(b"\0" * 30_000).decode()
+    with pytest.raises(ImageInputError, match="over the 10,000-byte limit"):
+        asyncio.run(task_image_bytes_async(big, FetchPolicy(max_bytes=10_000)))
+    with pytest.raises(ImageInputError, match="over the 10,000-byte limit"):
+        asyncio.run(task_image_bytes_async("data:image/png;base64," + big, FetchPolicy(max_bytes=10_000)))
+
+
+def test_no_error_quotes_the_input(tmp_path):
+    secret = "SECRET_TOKEN=hunter2hunter2"
+    for value in (secret, f"data:text/plain;base64,{secret}!", secret + "/" + secret):
+        for call in (lambda v: to_image_bytes(v), lambda v: asyncio.run(task_image_bytes_async(v))):
+            with pytest.raises(ImageInputError) as info:
+                call(value)
+            assert "hunter2" not in str(info.value)

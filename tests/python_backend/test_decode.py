@@ -130,3 +130,14 @@ def test_output_limit_is_enforced(small_jpeg):
     with pytest.raises(RequestError) as info:
         steps.postprocess(mask, prepared.pixels, prepared.meta, spec, limits=Limits(max_output_bytes=1000))
     assert info.value.field == "IMAGE_OUT" and "over the limit" in info.value.message
+
+
+@pytest.mark.parametrize("data", [b"SECRET_TOKEN=hunter2\nPATH=/usr/bin\n", b"root:x:0:0:root:/root:/bin/bash\n",
+                                  b"\x89PNG\r\n\x1a\n" + b"hunter2" * 10, b"GIF89a" + b"hunter2" * 10])
+def test_errors_never_echo_input_bytes(data):
+    """Issue 10 item 3: a file's first bytes came back in the error (hex of the first 8 bytes)."""
+    with pytest.raises(RequestError) as info:
+        decode_image(data)
+    text = str(info.value)
+    for leak in (data[:8].hex(), "hunter2", "SECRET", "root:x", repr(data[:8])[2:-1]):
+        assert leak not in text, text

@@ -1,0 +1,99 @@
+"""``rmbg up``: Triton and the gateway together, the embedded single-machine service (Ctrl-C stops both)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+from rmbg_cli import gateway, serve
+from rmbg_cli.extras import require
+
+log = logging.getLogger("rmbg.up")
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    s = sub.add_parser("up", help="start Triton and the gateway together and print the endpoints (Ctrl-C stops)")
+    serve.add_triton_flags(s, host=False)
+    gateway.add_gateway_flags(s, triton=False)
+    s.add_argument("--strict-models", action="store_true",
+                   help="do not serve missing models' names with a built one (see the note printed at start)")
+    return s
+
+
+def fallback_aliases(ready: list[str], strict: bool) -> dict[str, str]:
+    """Where the repository holds one family only, its sibling's hosted names are served by it (said loudly).
+
+    The documented examples name both RMBG-1.4 (isnet) and RMBG-2.0 (birefnet); ``make repo`` builds
+    IS-Net only. DESIGN.md's ``--alias bria:2@1=isnet`` does this by hand; ``rmbg up`` does it for all
+    the RMBG-2.0 names unless --strict-models.
+    """
+    from rmbg_backend.contract import model_of_ensemble
+    from rmbg_client.tasks import MODEL_ALIASES
+
+    families = {m for m in (model_of_ensemble(name) for name in ready) if m}
+    if strict or len(families) != 1:
+        return {}
+    (only,) = families
+    return {name: only for name, family in MODEL_ALIASES.items() if family != only}
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def run(a: argparse.Namespace) -> int:
+    launcher = require("rmbg_server.launcher", "server", "up", gateway.GATEWAY_NEEDS)
+    try:
+        gateway.settings_from(a, triton=("127.0.0.1:0",))  # flag errors before Triton starts
+    except ValueError as exc:
+        print(f"rmbg up: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        triton, watchdog = serve.start_triton(a, "127.0.0.1")  # Triton stays private: the gateway is the door
+    except launcher.LaunchError as exc:
+        print(f"rmbg up: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        ready = serve.ready_models(triton)
+        aliases = fallback_aliases(ready, a.strict_models)
+        settings = gateway.settings_from(a, triton=(triton.grpc_url,), aliases=aliases)
+        server = gateway.serve(settings)
+        stopped = threading.Event()
+
+        def triton_watch() -> None:  # Triton dying takes the gateway down with it
+            while not stopped.wait(1.0):
+                if triton.process.poll() is not None:
+                    print(f"rmbg up: tritonserver exited with code {triton.process.returncode}", file=sys.stderr)
+                    server.should_exit = True
+                    return
+
+        threading.Thread(target=triton_watch, daemon=True).start()
+        base = settings.base_url
+        print(f"Triton:  gRPC {triton.grpc_url}  HTTP {triton.http_url}  (loopback only)")
+        print(f"models:  {', '.join(ready)}")
+        if aliases:
+            print(f"NOTE:    only {sorted(set(aliases.values()))[0]} is built: {', '.join(sorted(aliases))} are served "
+                  "by it (build the other model, or pass --strict-models to refuse those names)")
+        print(f"gateway: {base}")
+        print(f"  POST {base}/v1                                   Runware task arrays")
+        print(f"  POST {base}/fal-ai/bria/background/remove        fal (and /replace, /queue/...)")
+        print(f"  POST {base}/api/v1/ie/requestqueue/apikey/requests  GMI queue")
+        print(f"  GET  {base}/docs  {base}/metrics  {base}/readyz")
+        print("Ctrl-C to stop", flush=True)
+        # uvicorn re-raises the signal that stopped it once it is done; with this handler a SIGTERM
+        # then unwinds to the finally below (Triton is stopped) instead of killing the process.
+        signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            server.run()
+        except KeyboardInterrupt:
+            pass
+        stopped.set()
+        return EXIT_OK if server.started else EXIT_FAILED
+    finally:
+        log.info("stopping Triton ...")
+        watchdog.stop()
+        triton.stop()

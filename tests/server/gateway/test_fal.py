@@ -1,0 +1,120 @@
+"""fal (002): the documented remove and replace requests, sync and through the queue."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import io
+
+import pytest
+from PIL import Image
+
+from tests.server.gateway.conftest import hosted_examples, relocate
+
+pytestmark = pytest.mark.triton
+
+
+def example(kind: str, base: str) -> dict:
+    """The documented input example of the remove or replace tab, with local input URLs."""
+    found = [e for e in hosted_examples("002", '"image_url"') if ("ref_image_url" in e) == (kind == "replace")
+             and "sync_mode" in e]
+    sent = copy.deepcopy(found[0])
+    for key in ("image_url", "ref_image_url"):
+        if key in sent:
+            sent[key] = relocate(sent[key], base)
+    return sent
+
+
+def opened(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+def test_remove_example_verbatim(gateway, images, http_server):
+    sent = example("remove", http_server.base)
+    assert sent["sync_mode"] is False and set(sent) == {"image_url", "sync_mode"}
+    response = gateway.post("/fal-ai/bria/background/remove", sent, headers={"Authorization": "Key unused"})
+    assert response.status_code == 200, response.text
+    image = response.json()["image"]
+    source = opened(images[sent["image_url"].removeprefix(http_server.base)])
+    out = gateway.get(image["url"])
+    assert image["url"].startswith(f"{gateway.url}/files/") and image["file_name"] == image["url"].rsplit("/")[-1]
+    assert (image["width"], image["height"]) == source.size and image["content_type"] == "image/png"
+    assert image["file_size"] == len(out.content) and opened(out.content).size == source.size
+
+
+def test_remove_sync_mode_returns_a_data_uri(gateway, images, http_server):
+    sent = {**example("remove", http_server.base), "sync_mode": True}
+    image = gateway.post("/fal-ai/bria/background/remove", sent).json()["image"]
+    assert image["url"].startswith("data:image/png;base64,")
+    assert len(base64.b64decode(image["url"].split(",", 1)[1])) == image["file_size"]
+
+
+def test_replace_example_with_a_prompt_is_refused(gateway, images, http_server):
+    sent = example("replace", http_server.base)
+    assert sent["prompt"]  # the documented example asks for a generated background
+    response = gateway.post("/fal-ai/bria/background/replace", sent)
+    assert response.status_code == 422
+    (detail,) = response.json()["detail"]
+    assert detail["loc"] == ["body", "prompt"] and "generative" in detail["msg"]
+
+
+def test_replace_composites_the_reference_image(gateway, images, http_server):
+    sent = example("replace", http_server.base)
+    sent.pop("prompt")
+    response = gateway.post("/fal-ai/bria/background/replace", sent)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    (image,) = body["images"]
+    out = opened(gateway.get(image["url"]).content)
+    assert out.size == opened(images[sent["image_url"].removeprefix(http_server.base)]).size
+    assert body["seed"] == 0
+
+
+@pytest.mark.parametrize(("body", "loc"), [({}, ["body", "image_url"]),
+                                           ({"image_url": "x", "sync_mode": "yes"}, ["body", "sync_mode"]),
+                                           ({"image_url": "x", "format": "png"}, ["body", "format"])])
+def test_fal_validation_errors(gateway, body, loc):
+    response = gateway.post("/fal-ai/bria/background/remove", body)
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == loc
+
+
+def test_fal_bad_inputs_name_the_parameter(gateway, http_server):
+    for image_url, code in (("http://10.0.0.1/x.jpg", "forbiddenAddress"), ("/etc/passwd", "invalidImage"),
+                            (f"{http_server.base}/not-an-image.txt", "invalidImage")):
+        response = gateway.post("/fal-ai/bria/background/remove", {"image_url": image_url})
+        assert response.status_code == 422, response.text
+        (detail,) = response.json()["detail"]
+        assert (detail["loc"], detail["type"]) == (["body", "image_url"], code)
+
+
+def test_fal_queue(gateway, images, http_server):
+    sent = example("remove", http_server.base)
+    queued = gateway.post("/queue/fal-ai/bria/background/remove", sent)
+    assert queued.status_code == 200, queued.text
+    q = queued.json()
+    assert set(q) == {"request_id", "status_url", "response_url", "cancel_url"}
+    assert q["status_url"] == f"{gateway.url}/queue/fal-ai/bria/background/remove/requests/{q['request_id']}/status"
+    status = gateway.wait_for(q["status_url"], lambda r: r.json()["status"] == "COMPLETED")
+    assert status.json()["status"] == "COMPLETED" and status.json()["response_url"] == q["response_url"]
+    result = gateway.get(q["response_url"]).json()
+    assert opened(gateway.get(result["image"]["url"]).content).size == (result["image"]["width"],
+                                                                       result["image"]["height"])
+    # fal's clients may use the app-level form of the same URLs
+    assert gateway.get(f"/queue/fal-ai/bria/requests/{q['request_id']}").json() == result
+    assert gateway.request("PUT", q["cancel_url"]).json() == {"status": "ALREADY_COMPLETED"}
+    assert gateway.get("/queue/fal-ai/bria/background/remove/requests/nope/status").status_code == 404
+
+
+def test_fal_queue_replace_and_a_failing_job(gateway, images, http_server):
+    sent = example("replace", http_server.base)
+    sent.pop("prompt")
+    q = gateway.post("/queue/fal-ai/bria/background/replace", sent).json()
+    assert gateway.wait_for(q["status_url"], lambda r: r.json()["status"] == "COMPLETED").status_code == 200
+    assert gateway.get(q["response_url"]).json()["images"][0]["url"].startswith(gateway.url)
+    bad = gateway.post("/queue/fal-ai/bria/background/remove", {"image_url": f"{http_server.base}/missing.jpg"}).json()
+    status = gateway.wait_for(bad["status_url"], lambda r: r.json()["status"] == "COMPLETED").json()
+    assert "HTTP 404" in status["error"]
+    failed = gateway.get(bad["response_url"])
+    assert failed.status_code == 422 and failed.json()["detail"][0]["loc"] == ["body", "image_url"]
