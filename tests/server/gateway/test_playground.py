@@ -94,8 +94,8 @@ def test_upload_with_options_renders_the_result_and_offers_a_download(page, pair
     page.save_screenshot(str(shot))
     assert Image.open(shot).size[0] >= 1000
     if os.environ.get("RMBG_UPDATE_DOCS") == "1":
-        (ROOT / "docs").mkdir(exist_ok=True)
-        shutil.copyfile(shot, ROOT / "docs" / "playground.png")
+        (ROOT / "docs").mkdir(exist_ok=True)  # a 256-colour PNG keeps the committed file small
+        Image.open(shot).convert("RGB").quantize(256).save(ROOT / "docs" / "playground.png", optimize=True)
 
 
 def test_canvas_options_reach_the_gateway(page, pairs):
