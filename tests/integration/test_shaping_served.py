@@ -2,48 +2,26 @@
 
 from __future__ import annotations
 
-import io
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from rmbg_backend.shape import SUBJECT_ALPHA, subject_box
 from rmbg_client import InvalidInputError, RmbgClient
+from tests.integration.conftest import load
 
 pytestmark = pytest.mark.triton
-
-
-@pytest.fixture(scope="module")
-def client(triton):
-    return RmbgClient(triton.grpc_url)
-
-
-@pytest.fixture(scope="module")
-def photo(pairs):
-    return next(p for p in pairs if p.id == "grabcut_teddy").image.read_bytes()
-
-
-@pytest.fixture(scope="module")
-def mask(client, photo) -> np.ndarray:
-    return np.asarray(load(client.remove(photo, {"returnOnlyMask": True}).data))
-
-
-def load(data: bytes) -> Image.Image:
-    im = Image.open(io.BytesIO(data))
-    im.load()
-    return im
 
 
 def rgba(client, photo, options) -> np.ndarray:
     return np.asarray(load(client.remove(photo, options).data))
 
 
-def test_crop_is_the_subject_box_plus_margin(client, photo, mask):
-    box = subject_box(mask, SUBJECT_ALPHA)
-    h, w = mask.shape
+def test_crop_is_the_subject_box_plus_margin(client, photo, mask_alpha):
+    box = subject_box(mask_alpha, SUBJECT_ALPHA)
+    h, w = mask_alpha.shape
     out = rgba(client, photo, {"crop": True, "cropMargin": 12})
     expected = (min(h, box.y1 + 12) - max(0, box.y0 - 12), min(w, box.x1 + 12) - max(0, box.x0 - 12))
     assert out.shape == (*expected, 4)

@@ -301,3 +301,24 @@ def test_steps_report_the_canvas_size(small_jpeg):
     mask[:, 16:48, 16:48] = 1.0
     data, info = steps.postprocess(mask, prepared.pixels, prepared.meta, spec)
     assert Image.open(io.BytesIO(data)).size == (123, 45) and (info["width"], info["height"]) == (123, 45)
+
+
+def test_preserve_alpha_is_folded_in_before_the_subject_box():
+    image, alpha = scene()
+    input_alpha = np.full(alpha.shape, 255, np.uint8)
+    input_alpha[:, :70] = 0  # the left half of the subject is transparent in the input
+    image = DecodedImage(image.rgb, input_alpha, "PNG")
+    out, a, _ = shape(image, alpha, opts(crop=True, preserveAlpha=True))
+    assert out.alpha is None and a.shape == (60, 20) and (a == 255).all()  # the box of what is left
+    pixels, mode = compose(out, a, opts(crop=True, preserveAlpha=True))
+    assert mode == "RGBA" and pixels.shape == (60, 20, 4)
+
+
+def test_background_image_covers_the_shaped_canvas():
+    image, alpha = scene()
+    background = DecodedImage(np.full((50, 80, 3), (0, 0, 255), np.uint8), None, "PNG")
+    o = opts(outputSize=[120, 90], scale=0.5)
+    out, a, fg = shape(image, alpha, o)
+    pixels, mode = compose(out, a, o, background, fg)
+    assert mode == "RGB" and pixels.shape == (90, 120, 3)
+    assert (pixels[0, 0] == (0, 0, 255)).all() and (pixels[a == 255] == out.rgb[a == 255]).all()
