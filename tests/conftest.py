@@ -78,6 +78,17 @@ def triton(model_repository, tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def tiny_repository(tmp_path_factory) -> Path:
+    """The tiny IS-Net with synthetic weights at 256 px: a Triton on it starts in seconds and answers in
+    milliseconds, for tests about processes and plumbing (kill -9, replicas), not about masks."""
+    from rmbg_export.repository import build_repo
+
+    repo = tmp_path_factory.mktemp("tiny_repository")
+    build_repo("isnet", "synthetic", out=repo, size=256, variant="isnet-tiny")
+    return repo
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     files: dict[str, bytes] = {}
     seen: list[str] = []

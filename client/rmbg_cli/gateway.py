@@ -39,6 +39,9 @@ def add_gateway_flags(s: argparse.ArgumentParser, *, triton: bool = True) -> Non
     s.add_argument("--max-inflight", type=int, default=64, help="synchronous requests at once before 429")
     s.add_argument("--max-queued", type=int, default=10_000, help="queued async jobs before 429")
     s.add_argument("--workers", type=int, default=4, help="async jobs run at once by this replica")
+    s.add_argument("--job-lease", type=float, default=30.0, metavar="S",
+                   help="seconds a replica's hold on a running async job lasts between renewals; the jobs of a "
+                        "replica that died are taken over by another after this (default 30)")
     s.add_argument("--rate-limit", type=float, default=20.0, metavar="PER_S", help="requests/s per API key")
     s.add_argument("--burst", type=int, default=40, help="burst per API key")
     s.add_argument("--max-body-mb", type=float, default=96.0, help="largest request body")
@@ -65,6 +68,7 @@ def settings_from(a: argparse.Namespace, triton: tuple[str, ...] | None = None, 
         public_url=a.public_url, api_keys=keys, aliases={**(aliases or {}), **settings_mod.parse_aliases(a.alias)},
         allow_fetch_from=tuple(a.allow_fetch_from), cost_per_image=a.cost_per_image,
         webhook_secret=a.webhook_secret, max_inflight=a.max_inflight, max_queued=a.max_queued, workers=a.workers,
+        job_lease_s=a.job_lease,
         rate_per_key=a.rate_limit, burst_per_key=a.burst, max_body_bytes=int(a.max_body_mb * 1024 * 1024),
         max_image_bytes=int(a.max_image_mb * 1024 * 1024), **kwargs)
 

@@ -41,6 +41,20 @@ def fallback_aliases(ready: list[str], strict: bool) -> dict[str, str]:
     return {name: only for name, family in MODEL_ALIASES.items() if family != only}
 
 
+def announce(base: str, triton, ready: list[str], aliases: dict[str, str], log_file) -> None:
+    print(f"Triton:  gRPC {triton.grpc_url}  HTTP {triton.http_url}  (loopback only; log {log_file})")
+    print(f"models:  {', '.join(ready)}")
+    if aliases:
+        print(f"NOTE:    only {sorted(set(aliases.values()))[0]} is built: {', '.join(sorted(aliases))} are served "
+              "by it (build the other model, or pass --strict-models to refuse those names)")
+    print(f"gateway: {base}")
+    print(f"  POST {base}/v1                                      Runware task arrays")
+    print(f"  POST {base}/fal-ai/bria/background/remove           fal (and /replace, /queue/...)")
+    print(f"  POST {base}/api/v1/ie/requestqueue/apikey/requests  GMI queue")
+    print(f"  GET  {base}/docs  {base}/metrics  {base}/readyz")
+    print("Ctrl-C to stop", flush=True)
+
+
 def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
@@ -52,6 +66,11 @@ def run(a: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"rmbg up: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if a.log_file is None:  # keep the terminal for the endpoints; Triton's own log goes beside the data
+        from rmbg_server.gateway.settings import default_data_dir
+
+        a.log_file = (a.data_dir or default_data_dir()) / "triton.log"
+        a.log_file.parent.mkdir(parents=True, exist_ok=True)
     try:
         triton, watchdog = serve.start_triton(a, "127.0.0.1")  # Triton stays private: the gateway is the door
     except launcher.LaunchError as exc:
@@ -64,26 +83,19 @@ def run(a: argparse.Namespace) -> int:
         server = gateway.serve(settings)
         stopped = threading.Event()
 
-        def triton_watch() -> None:  # Triton dying takes the gateway down with it
+        def watch() -> None:
+            """Print the endpoints once the gateway listens; Triton dying takes the gateway down with it."""
+            while not server.started and not stopped.wait(0.05):
+                pass
+            if server.started:
+                announce(settings.base_url, triton, ready, aliases, a.log_file)
             while not stopped.wait(1.0):
                 if triton.process.poll() is not None:
                     print(f"rmbg up: tritonserver exited with code {triton.process.returncode}", file=sys.stderr)
                     server.should_exit = True
                     return
 
-        threading.Thread(target=triton_watch, daemon=True).start()
-        base = settings.base_url
-        print(f"Triton:  gRPC {triton.grpc_url}  HTTP {triton.http_url}  (loopback only)")
-        print(f"models:  {', '.join(ready)}")
-        if aliases:
-            print(f"NOTE:    only {sorted(set(aliases.values()))[0]} is built: {', '.join(sorted(aliases))} are served "
-                  "by it (build the other model, or pass --strict-models to refuse those names)")
-        print(f"gateway: {base}")
-        print(f"  POST {base}/v1                                   Runware task arrays")
-        print(f"  POST {base}/fal-ai/bria/background/remove        fal (and /replace, /queue/...)")
-        print(f"  POST {base}/api/v1/ie/requestqueue/apikey/requests  GMI queue")
-        print(f"  GET  {base}/docs  {base}/metrics  {base}/readyz")
-        print("Ctrl-C to stop", flush=True)
+        threading.Thread(target=watch, daemon=True).start()
         # uvicorn re-raises the signal that stopped it once it is done; with this handler a SIGTERM
         # then unwinds to the finally below (Triton is stopped) instead of killing the process.
         signal.signal(signal.SIGTERM, _interrupt)

@@ -149,6 +149,10 @@ async def to_image_bytes_async(value: Any, *, policy: FetchPolicy = DEFAULT_POLI
 
 def _try_b64(text: str) -> bytes | None:
     try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        pass
+    try:  # MIME-style base64 with line breaks
         return base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError):
         return None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any, Literal
@@ -23,9 +24,10 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, 
 from rmbg_backend.errors import RequestError
 from rmbg_backend.options import parse_options
 from rmbg_client.errors import InvalidInputError
-from rmbg_client.fetch import DEFAULT_POLICY, FetchPolicy, upload_async
+from rmbg_client.fetch import DEFAULT_POLICY, FetchPolicy, redact, resolve, upload_async
 from rmbg_client.images import task_image_bytes_async, to_base64, to_data_uri
 
+log = logging.getLogger(__name__)
 OUTPUT_TYPES = ("URL", "base64Data", "dataURI")
 OUTPUT_FORMATS = ("PNG", "JPG", "WEBP", "AUTO")  # AUTO: PNG when the result has transparency, else JPG
 DEFAULT_MODEL = "isnet"
@@ -256,17 +258,14 @@ async def run_task(raw: dict[str, Any], remove: RemoveFn, *, default_model: str 
 
     ``remove(image_bytes, options, model)`` returns a ``RemovalResult``. The library hosts no files
     and keeps no job store: ``deliveryMethod: async`` runs now and returns the result, ``ttl`` has
-    nothing to expire, and ``webhookURL`` is left to the gateway (refused here, so nobody waits for
-    a call that never comes).
+    nothing to expire, and ``webhookURL`` gets ``{"data": [result]}`` POSTed before this returns
+    (the gateway's delivery: retried with backoff, its address checked under ``policy``).
     """
     task = parse_task(raw)
     if not isinstance(task, RemoveBackgroundTask):
         raise TaskError("taskType", "getResponse needs the gateway's job store (`rmbg gateway`); the client "
                                     "library runs every task synchronously",
                         task_uuid=task.taskUUID, task_type=task.taskType)
-    if task.webhookURL:
-        raise task.error("webhookURL", "is delivered by the gateway (`rmbg gateway`); the client library returns "
-                                       "the result directly", code="unsupportedParameter")
     options = task.options()
     output_type = task.output_type(hosts_files=False)
     model = resolve_model(task.model, aliases) if task.model else default_model
@@ -276,6 +275,23 @@ async def run_task(raw: dict[str, Any], remove: RemoveFn, *, default_model: str 
     if task.uploadEndpoint:
         await upload_async(task.uploadEndpoint, result.data, result.content_type, policy)
         url = task.uploadEndpoint.split("?", 1)[0]
-    return task_result(task, output_type=output_type, data=result.data, content_type=result.content_type,
+    body = task_result(task, output_type=output_type, data=result.data, content_type=result.content_type,
                        image_uuid=str(uuid.uuid4()), input_image_uuid=content_uuid(data), url=url,
                        cost_per_image=cost_per_image)
+    if task.webhookURL:
+        await _post_webhook(task.webhookURL, {"data": [body]}, policy)
+    return body
+
+
+async def _post_webhook(url: str, body: dict[str, Any], policy: FetchPolicy) -> None:
+    """One webhook implementation for both: the gateway's (dependency-light: httpx only)."""
+    import httpx
+
+    from rmbg_server.gateway.webhooks import post_webhook
+
+    async def check(target: str) -> None:
+        await resolve(target, policy, what="webhookURL")
+
+    async with httpx.AsyncClient(trust_env=False, timeout=httpx.Timeout(policy.timeout_s)) as client:
+        if not await post_webhook(client, url, body, check_url=check):  # the caller still gets the result
+            log.warning("webhookURL %s did not accept the result of task %s", redact(url), body["data"][0]["taskUUID"])

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rmbg_client import InvalidInputError
+from rmbg_client import InvalidInputError, RmbgClient
+from rmbg_client.fetch import FetchPolicy
 from tests.integration.conftest import load
 
 pytestmark = pytest.mark.triton
@@ -156,6 +157,9 @@ def test_hosted_api_task_with_url_input_and_upload(client, photo, tmp_path):
         task = {"taskType": "removeBackground", "taskUUID": "6a1d2f0c-1111-4c4c-9d9d-123456789abc",
                 "inputs": {"image": f"{base}/in.jpg"}, "outputType": "URL", "outputFormat": "WEBP",
                 "uploadEndpoint": f"{base}/bucket/out.webp?sig=1", "settings": {"postProcessMask": True}}
+        with pytest.raises(InvalidInputError, match="loopback address"):  # server-side rules by default
+            client.remove_background(task)
+        client = RmbgClient(client.url, fetch_policy=FetchPolicy.allowing(["127.0.0.1/32"]))
         response = client.remove_background(task)
         assert response["taskType"] == "removeBackground" and response["taskUUID"] == task["taskUUID"]
         assert response["imageURL"] == f"{base}/bucket/out.webp" and len(response["imageUUID"]) == 36

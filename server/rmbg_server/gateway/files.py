@@ -152,8 +152,10 @@ class LocalFileStore(FileStore):
                     meta_path.unlink()
                 removed += 1
         for path in self.root.iterdir():  # data without a sidecar, temporary files of a crashed write
-            if path.suffix == ".json" or path.with_name(f"{path.name}.json").exists():
-                continue
+            name = path.name
+            has_sidecar = name.endswith(".json") or path.with_name(f"{name}.json").exists()
+            if has_sidecar and parse_name(name.removesuffix(".json")):
+                continue  # a sidecar, or a file that has one
             with contextlib.suppress(FileNotFoundError):
                 if now - path.stat().st_mtime > ORPHAN_AGE_S:
                     path.unlink()

@@ -12,6 +12,9 @@ Postgres), so the state machine is kept small and explicit here:
 
 ``finish`` lands only while the caller still holds the lease, so a worker that lost its job to a
 re-claim cannot overwrite the result: running is at-least-once, completion is exactly-once.
+What follows a finish (the webhook) is durable too: the finishing worker keeps a notification
+lease on the job until ``notified``; if it dies first, ``claim_notification`` hands the job to
+another worker once that lease expires, so a webhook is delivered at least once, normally once.
 Finished and cancelled jobs are kept ``ttl_s`` seconds after they finish, then swept; queued and
 processing jobs are never swept (an accepted job must complete).
 """
@@ -100,9 +103,16 @@ class JobStore(abc.ABC):
     async def reserve_id(self, job_id: str, ttl_s: int) -> bool:
         """Record a sync task's id for ``ttl_s``; False if a job or a reservation used it before."""
 
-    @abc.abstractmethod
     async def submit(self, job: Job) -> bool:
         """Store a new job durably before returning; False if the id was used before."""
+        _check_submittable(job)
+        stored = await self._store(job)
+        if stored and job.status == "queued":
+            self._signal_work()
+        return stored
+
+    @abc.abstractmethod
+    async def _store(self, job: Job) -> bool: ...
 
     @abc.abstractmethod
     async def get(self, job_id: str) -> Job | None: ...
@@ -112,16 +122,35 @@ class JobStore(abc.ABC):
         """Lease the oldest claimable job to ``worker_id``: a queued one, or one whose lease expired."""
 
     @abc.abstractmethod
-    async def extend(self, job_id: str, worker_id: str, lease_s: float) -> bool: ...
+    async def extend(self, job_id: str, worker_id: str, lease_s: float) -> bool:
+        """Renew a lease ``worker_id`` holds, on a running job or on a pending notification."""
 
-    @abc.abstractmethod
     async def release(self, job_id: str, worker_id: str) -> bool:
         """Give a leased job back to the queue (graceful shutdown): it keeps its place and attempt count."""
+        released = await self._release(job_id, worker_id)
+        if released:
+            self._signal_work()
+        return released
+
+    @abc.abstractmethod
+    async def _release(self, job_id: str, worker_id: str) -> bool: ...
 
     @abc.abstractmethod
     async def finish(self, job_id: str, worker_id: str, status: Literal["completed", "failed"],
-                     body: dict[str, Any]) -> bool:
-        """Store the result or error only if ``worker_id`` still holds the lease of a processing job."""
+                     body: dict[str, Any], *, notify_lease_s: float | None = None) -> bool:
+        """Store the result or error only if ``worker_id`` still holds the lease of a processing job.
+
+        With ``notify_lease_s`` the job also becomes a pending notification leased to ``worker_id``
+        for that long (see ``claim_notification``).
+        """
+
+    @abc.abstractmethod
+    async def claim_notification(self, worker_id: str, lease_s: float) -> Job | None:
+        """Lease a finished job whose notification is pending and whose notifier died (lease expired)."""
+
+    @abc.abstractmethod
+    async def notified(self, job_id: str, worker_id: str) -> bool:
+        """The notification of a finished job was sent: nothing is pending on it any more."""
 
     @abc.abstractmethod
     async def cancel(self, job_id: str) -> bool:
@@ -165,13 +194,15 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
-    worker TEXT,
+    worker TEXT,                            -- holds the lease (running, or notifying once finished)
     lease_until REAL,
-    expires_at REAL                         -- set when the job reaches a terminal status
+    expires_at REAL,                        -- set when the job reaches a terminal status
+    notify TEXT                             -- 'pending' from finish until notified, then 'done'
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, seq);
 CREATE INDEX IF NOT EXISTS jobs_lease ON jobs(lease_until) WHERE status = 'processing';
 CREATE INDEX IF NOT EXISTS jobs_expiry ON jobs(expires_at) WHERE expires_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS jobs_notify ON jobs(lease_until) WHERE notify = 'pending';
 CREATE TABLE IF NOT EXISTS reservations (id TEXT PRIMARY KEY, expires_at REAL NOT NULL) WITHOUT ROWID;
 """
 
@@ -235,7 +266,7 @@ class SQLiteJobStore(JobStore):
     async def reserve_id(self, job_id: str, ttl_s: int) -> bool:
         return await self._run(self._reserve, job_id, ttl_s)
 
-    def _submit(self, job: Job) -> bool:
+    def _insert(self, job: Job) -> bool:
         values = _encode(job)
         values["expires_at"] = job.updated_at + job.ttl_s if job.status in TERMINAL else None
         with self._write(self._db()) as conn:
@@ -245,12 +276,8 @@ class SQLiteJobStore(JobStore):
             conn.execute(f"INSERT INTO jobs ({names}) VALUES ({', '.join('?' * len(values))})", tuple(values.values()))
             return True
 
-    async def submit(self, job: Job) -> bool:
-        _check_submittable(job)
-        stored = await self._run(self._submit, job)
-        if stored and job.status == "queued":
-            self._signal_work()
-        return stored
+    async def _store(self, job: Job) -> bool:
+        return await self._run(self._insert, job)
 
     def _get(self, job_id: str) -> Job | None:
         row = self._db().execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -276,32 +303,49 @@ class SQLiteJobStore(JobStore):
     async def claim(self, worker_id: str, lease_s: float) -> Job | None:
         return await self._run(self._claim, worker_id, lease_s)
 
-    def _update_leased(self, job_id: str, worker_id: str, assignments: str, args: tuple[Any, ...]) -> bool:
+    def _claim_notification(self, worker_id: str, lease_s: float) -> Job | None:
+        now = time.time()
         with self._write(self._db()) as conn:
-            cur = conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ? AND status = 'processing' AND worker = ?",
+            claimed = conn.execute(
+                "UPDATE jobs SET worker = ?, lease_until = ? WHERE seq = (SELECT seq FROM jobs "
+                "WHERE notify = 'pending' AND lease_until < ? ORDER BY lease_until LIMIT 1) RETURNING *",
+                (worker_id, now + lease_s, now)).fetchone()
+            return _decode(dict(claimed)) if claimed else None
+
+    async def claim_notification(self, worker_id: str, lease_s: float) -> Job | None:
+        return await self._run(self._claim_notification, worker_id, lease_s)
+
+    def _update(self, job_id: str, worker_id: str, assignments: str, args: tuple[Any, ...],
+                state: str = "status = 'processing'") -> bool:
+        with self._write(self._db()) as conn:
+            cur = conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ? AND worker = ? AND {state}",
                                (*args, job_id, worker_id))
             return cur.rowcount == 1
 
     async def extend(self, job_id: str, worker_id: str, lease_s: float) -> bool:
-        return await self._run(self._update_leased, job_id, worker_id, "lease_until = ?", (time.time() + lease_s,))
+        return await self._run(self._update, job_id, worker_id, "lease_until = ?", (time.time() + lease_s,),
+                               "(status = 'processing' OR notify = 'pending')")
 
-    async def release(self, job_id: str, worker_id: str) -> bool:
-        released = await self._run(
-            self._update_leased, job_id, worker_id,
+    async def notified(self, job_id: str, worker_id: str) -> bool:
+        return await self._run(self._update, job_id, worker_id, "notify = 'done', worker = NULL, lease_until = NULL",
+                               (), "notify = 'pending'")
+
+    async def _release(self, job_id: str, worker_id: str) -> bool:
+        return await self._run(
+            self._update, job_id, worker_id,
             "status = 'queued', worker = NULL, lease_until = NULL, attempts = max(attempts - 1, 0), updated_at = ?",
             (time.time(),))
-        if released:
-            self._signal_work()
-        return released
 
     async def finish(self, job_id: str, worker_id: str, status: Literal["completed", "failed"],
-                     body: dict[str, Any]) -> bool:
+                     body: dict[str, Any], *, notify_lease_s: float | None = None) -> bool:
         column = _finish_column(status)
         now = time.time()
+        lease = ("worker = worker, lease_until = ?, notify = 'pending'", (now + notify_lease_s,)) \
+            if notify_lease_s is not None else ("worker = NULL, lease_until = NULL", ())
         return await self._run(
-            self._update_leased, job_id, worker_id,
-            f"status = ?, {column} = ?, worker = NULL, lease_until = NULL, updated_at = ?, expires_at = ? + ttl_s",
-            (status, json.dumps(body, separators=(",", ":")), now, now))
+            self._update, job_id, worker_id,
+            f"status = ?, {column} = ?, updated_at = ?, expires_at = ? + ttl_s, {lease[0]}",
+            (status, json.dumps(body, separators=(",", ":")), now, now, *lease[1]))
 
     def _cancel(self, job_id: str) -> bool:
         now = time.time()
@@ -403,19 +447,47 @@ redis.call('ZADD', p .. 'leases', now + lease, id)
 return redis.call('HGETALL', key)
 """
 
+_LUA_CLAIM_NOTIFICATION = _LUA_NOW + """
+local p, worker, lease = KEYS[1], ARGV[1], tonumber(ARGV[2])
+local due = redis.call('ZRANGEBYSCORE', p .. 'notify', '-inf', '(' .. now, 'LIMIT', 0, 1)
+if #due == 0 then return false end
+local id = due[1]
+local key = p .. 'job:' .. id
+if redis.call('EXISTS', key) == 0 then
+  redis.call('ZREM', p .. 'notify', id)
+  return false
+end
+redis.call('HSET', key, 'worker', worker, 'lease_until', tostring(now + lease))
+redis.call('ZADD', p .. 'notify', now + lease, id)
+return redis.call('HGETALL', key)
+"""
+
 # KEYS[1] prefix; ARGV: id, worker, action, then the action's arguments.
 _LUA_LEASED = _LUA_NOW + """
 local p, id, worker, action = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
 local key = p .. 'job:' .. id
-if redis.call('HGET', key, 'status') ~= 'processing' or redis.call('HGET', key, 'worker') ~= worker then
-  return 0
-end
+if redis.call('HGET', key, 'worker') ~= worker then return 0 end
+local status, notify = redis.call('HGET', key, 'status'), redis.call('HGET', key, 'notify')
 if action == 'extend' then
   local until_ = now + tonumber(ARGV[4])
+  if status == 'processing' then
+    redis.call('ZADD', p .. 'leases', until_, id)
+  elseif notify == 'pending' then
+    redis.call('ZADD', p .. 'notify', until_, id)
+  else
+    return 0
+  end
   redis.call('HSET', key, 'lease_until', tostring(until_))
-  redis.call('ZADD', p .. 'leases', until_, id)
   return 1
 end
+if action == 'notified' then
+  if notify ~= 'pending' then return 0 end
+  redis.call('ZREM', p .. 'notify', id)
+  redis.call('HDEL', key, 'worker', 'lease_until')
+  redis.call('HSET', key, 'notify', 'done')
+  return 1
+end
+if status ~= 'processing' then return 0 end
 redis.call('ZREM', p .. 'leases', id)
 redis.call('HDEL', key, 'worker', 'lease_until')
 if action == 'release' then
@@ -424,10 +496,15 @@ if action == 'release' then
   redis.call('ZADD', p .. 'queue', tonumber(redis.call('HGET', key, 'seq')), id)
   return 1
 end
-local status, column, body = ARGV[4], ARGV[5], ARGV[6]
+local column, body, notify_lease = ARGV[5], ARGV[6], tonumber(ARGV[7])
+status = ARGV[4]
 local expires = now + tonumber(redis.call('HGET', key, 'ttl_s'))
 redis.call('HSET', key, 'status', status, column, body, 'updated_at', tostring(now), 'expires_at', tostring(expires))
 redis.call('ZADD', p .. 'done:' .. status, expires, id)
+if notify_lease >= 0 then
+  redis.call('HSET', key, 'worker', worker, 'lease_until', tostring(now + notify_lease), 'notify', 'pending')
+  redis.call('ZADD', p .. 'notify', now + notify_lease, id)
+end
 return 1
 """
 
@@ -448,6 +525,7 @@ for _, status in ipairs({'completed', 'failed', 'cancelled'}) do
   local done = p .. 'done:' .. status
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', done, '-inf', '(' .. now)) do
     redis.call('DEL', p .. 'job:' .. id)
+    redis.call('ZREM', p .. 'notify', id)
     n = n + 1
   end
   redis.call('ZREMRANGEBYSCORE', done, '-inf', '(' .. now)
@@ -474,6 +552,7 @@ class RedisJobStore(JobStore):
         self._redis = aioredis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
         self._scripts = {name: self._redis.register_script(src) for name, src in (
             ("reserve", _LUA_RESERVE), ("submit", _LUA_SUBMIT), ("claim", _LUA_CLAIM), ("leased", _LUA_LEASED),
+            ("claim_notification", _LUA_CLAIM_NOTIFICATION),
             ("cancel", _LUA_CANCEL), ("sweep", _LUA_SWEEP))}
 
     async def _call(self, script: str, *args: Any) -> Any:
@@ -482,36 +561,39 @@ class RedisJobStore(JobStore):
     async def reserve_id(self, job_id: str, ttl_s: int) -> bool:
         return bool(await self._call("reserve", job_id, max(int(ttl_s), 1)))
 
-    async def submit(self, job: Job) -> bool:
-        _check_submittable(job)
+    async def _store(self, job: Job) -> bool:
         pairs = [x for name, value in _encode(job).items() if value is not None for x in (name, str(value))]
-        stored = bool(await self._call("submit", job.id, job.status, job.ttl_s, *pairs))
-        if stored and job.status == "queued":
-            self._signal_work()
-        return stored
+        return bool(await self._call("submit", job.id, job.status, job.ttl_s, *pairs))
 
     async def get(self, job_id: str) -> Job | None:
         row = await self._redis.hgetall(f"{self.prefix}job:{job_id}")
         return _decode(row) if row else None
 
-    async def claim(self, worker_id: str, lease_s: float) -> Job | None:
-        flat = await self._call("claim", worker_id, lease_s)
+    async def _claim(self, script: str, worker_id: str, lease_s: float) -> Job | None:
+        flat = await self._call(script, worker_id, lease_s)
         return _decode(dict(zip(flat[::2], flat[1::2], strict=True))) if flat else None
+
+    async def claim(self, worker_id: str, lease_s: float) -> Job | None:
+        return await self._claim("claim", worker_id, lease_s)
+
+    async def claim_notification(self, worker_id: str, lease_s: float) -> Job | None:
+        return await self._claim("claim_notification", worker_id, lease_s)
+
+    async def notified(self, job_id: str, worker_id: str) -> bool:
+        return bool(await self._call("leased", job_id, worker_id, "notified"))
 
     async def extend(self, job_id: str, worker_id: str, lease_s: float) -> bool:
         return bool(await self._call("leased", job_id, worker_id, "extend", lease_s))
 
-    async def release(self, job_id: str, worker_id: str) -> bool:
-        released = bool(await self._call("leased", job_id, worker_id, "release"))
-        if released:
-            self._signal_work()
-        return released
+    async def _release(self, job_id: str, worker_id: str) -> bool:
+        return bool(await self._call("leased", job_id, worker_id, "release"))
 
     async def finish(self, job_id: str, worker_id: str, status: Literal["completed", "failed"],
-                     body: dict[str, Any]) -> bool:
+                     body: dict[str, Any], *, notify_lease_s: float | None = None) -> bool:
         column = _finish_column(status)
         return bool(await self._call("leased", job_id, worker_id, "finish", status, column,
-                                     json.dumps(body, separators=(",", ":"))))
+                                     json.dumps(body, separators=(",", ":")),
+                                     -1 if notify_lease_s is None else notify_lease_s))
 
     async def cancel(self, job_id: str) -> bool:
         return bool(await self._call("cancel", job_id))
@@ -551,6 +633,8 @@ class JobRunner:
     A handler exception fails only its job. A job whose workers died ``max_attempts`` times (a
     crash the handler cannot catch) is failed instead of being retried forever. On ``stop`` the
     running jobs get ``grace_s`` to finish; the rest are released to the queue for any replica.
+    ``on_finished`` runs after each finish under a notification lease: if this process dies before
+    it returned, another runner (here or on a replica) runs it once the lease expires.
     Every ``sweep_s`` seconds the runner sweeps the store and each of ``also_sweep`` (e.g. the
     file store), so one loop per replica keeps expired results and files from piling up.
     """
@@ -586,6 +670,8 @@ class JobRunner:
                        for i in range(self.concurrency)]
         if self.sweep_s:
             self._loops.append(asyncio.create_task(self._sweeper(), name="rmbg-job-sweeper"))
+        if self.on_finished is not None:
+            self._loops.append(asyncio.create_task(self._orphaned_notifications(), name="rmbg-job-notifier"))
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -674,10 +760,21 @@ class JobRunner:
                 work.cancel()
                 return
 
+    @contextlib.asynccontextmanager
+    async def _leased(self, job: Job, worker_id: str) -> Any:
+        """Keep the lease of ``job`` while the block runs in the current task."""
+        keeper = asyncio.create_task(self._keep_lease(job, worker_id, asyncio.current_task()))  # type: ignore[arg-type]
+        try:
+            yield
+        finally:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
+
     async def _finish(self, job: Job, worker_id: str, status: str, body: dict[str, Any]) -> None:
         for attempt in range(5):
             try:
-                finished = await self.store.finish(job.id, worker_id, status, body)  # type: ignore[arg-type]
+                finished = await self.store.finish(  # type: ignore[arg-type]
+                    job.id, worker_id, status, body, notify_lease_s=None if self.on_finished is None else self.lease_s)
                 break
             except Exception:
                 log.exception("storing the result of job %s failed (try %d)", job.id, attempt + 1)
@@ -690,15 +787,39 @@ class JobRunner:
         if self.on_finished is not None:
             done = replace(job, status=status, updated_at=time.time(),  # type: ignore[arg-type]
                            result=body if status == "completed" else None, error=body if status == "failed" else None)
-            task = asyncio.create_task(self._notify(done))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._spawn(self._notify(done, worker_id))
 
-    async def _notify(self, job: Job) -> None:
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _notify(self, job: Job, worker_id: str) -> None:
+        """on_finished under the notification lease; cancelled (shutdown, lease lost): left to another runner."""
+        async with self._leased(job, worker_id):
+            try:
+                await self.on_finished(job)  # type: ignore[misc]
+            except Exception:  # a bug in on_finished: retrying would repeat it, so it counts as done
+                log.exception("on_finished for job %s failed", job.id)
         try:
-            await self.on_finished(job)  # type: ignore[misc]
+            await self.store.notified(job.id, worker_id)
         except Exception:
-            log.exception("on_finished for job %s failed", job.id)
+            log.exception("marking job %s notified failed; it may be notified again", job.id)
+
+    async def _orphaned_notifications(self) -> None:
+        """Run on_finished for jobs whose finishing worker died before it did (notification lease expired)."""
+        worker_id = f"{self.runner_id}:notify"
+        while not self._stopping.is_set():
+            try:
+                job = await self.store.claim_notification(worker_id, self.lease_s)
+            except Exception:
+                log.exception("claiming a pending notification failed; retrying")
+                job = None
+            if job is None:
+                await self._sleep(max(self.poll_s, self.lease_s / 4))
+                continue
+            log.info("job %s: notifying for a worker that died after finishing it", job.id)
+            self._spawn(self._notify(job, worker_id))
 
     async def _sweeper(self) -> None:
         while not self._stopping.is_set():

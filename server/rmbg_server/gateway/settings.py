@@ -44,6 +44,7 @@ class GatewaySettings:
     max_inflight: int = 64                  # synchronous work admitted at once; beyond it: 429
     max_queued: int = 10_000                # async jobs waiting; beyond it: 429
     workers: int = 4                        # JobRunner concurrency
+    job_lease_s: float = 30.0               # a dead replica's running jobs are taken over after this
     rate_per_key: float = 20.0              # token bucket per API key: requests per second ...
     burst_per_key: int = 40                 # ... and burst
     max_body_bytes: int = 96 * 1024 * 1024  # a 50 MB image in base64 fits
@@ -58,6 +59,8 @@ class GatewaySettings:
         self.allow_networks = parse_cidrs(self.allow_fetch_from)
         if self.max_inflight < 1 or self.workers < 1:
             raise ValueError("--max-inflight and --workers must be at least 1")
+        if self.job_lease_s <= 0:
+            raise ValueError(f"--job-lease must be positive seconds, got {self.job_lease_s}")
 
     @property
     def base_url(self) -> str:

@@ -16,7 +16,6 @@ import json
 import logging
 import random
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -26,7 +25,13 @@ log = logging.getLogger(__name__)
 
 TIMESTAMP_HEADER = "X-Rmbg-Timestamp"
 SIGNATURE_HEADER = "X-Rmbg-Signature"
-DELIVERY_HEADER = "X-Rmbg-Delivery"  # the same on every retry of one delivery: receivers deduplicate on it
+# Names one delivery: the same on every retry, and when another replica re-sends it after a crash
+# (it is derived from the URL and the body), so a receiver deduplicates on it.
+DELIVERY_HEADER = "X-Rmbg-Delivery"
+
+
+def delivery_id(url: str, raw_body: bytes) -> str:
+    return hashlib.sha256(url.encode() + b"\n" + raw_body).hexdigest()[:32]
 
 
 def sign(secret: str, timestamp: str, raw_body: bytes) -> str:
@@ -62,7 +67,7 @@ async def post_webhook(client: httpx.AsyncClient, url: str, body: dict[str, Any]
     between attempts; when it raises, delivery stops.
     """
     raw = json.dumps(body, separators=(",", ":")).encode()
-    delivery = uuid.uuid4().hex
+    delivery = delivery_id(url, raw)
     for attempt in range(attempts):
         if check_url is not None:
             try:
@@ -77,7 +82,7 @@ async def post_webhook(client: httpx.AsyncClient, url: str, body: dict[str, Any]
         retry_after = None
         try:
             response = await client.post(url, content=raw, headers=headers, follow_redirects=False)
-        except httpx.InvalidURL as e:
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as e:
             log.warning("webhook URL %s is invalid: %s", url, e)
             return False
         except httpx.HTTPError as e:  # connection refused, reset, timeout: worth another try

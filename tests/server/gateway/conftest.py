@@ -8,11 +8,7 @@ on the same port and data directory.
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,66 +17,29 @@ from typing import Any
 import httpx
 import pytest
 
+from rmbg_server import cluster
 from rmbg_server.launcher import free_port
 from tests.conftest import SHARED
 
-RMBG = str(Path(sys.executable).parent / "rmbg")
 WEBHOOK_SECRET = "test-webhook-secret-0123456789"
 COST = 0.0013
 API_KEY = "test-key-AAAAAAAAAAAAAAAAAAAAAAAA"
 OTHER_KEY = "test-key-BBBBBBBBBBBBBBBBBBBBBBBB"
 
 
-class GatewayProcess:
-    """One ``rmbg gateway`` subprocess; ``kill()`` is kill -9, ``start()`` again reuses port and data."""
+class GatewayProcess(cluster.GatewayProcess):
+    """One ``rmbg gateway`` subprocess (``kill()`` is kill -9, ``start()`` again reuses port and data),
+    with HTTP helpers for the tests."""
 
     def __init__(self, triton_url: str, data_dir: Path, *args: str, port: int | None = None,
                  env: dict[str, str] | None = None, log: Path | None = None) -> None:
-        self.port = port or free_port()
-        self.data_dir = data_dir
-        self.args = ["--port", str(self.port), "--triton", triton_url, "--data-dir", str(data_dir),
-                     "--allow-fetch-from", "127.0.0.0/8", *args]
-        self.env = {**os.environ, **(env or {})}
-        self.log = log or data_dir.parent / f"gateway-{self.port}.log"
-        self.process: subprocess.Popen | None = None
-        self.url = f"http://127.0.0.1:{self.port}"
+        port = port or free_port()
+        super().__init__([triton_url], data_dir, port=port, args=["--allow-fetch-from", "127.0.0.0/8", *args],
+                         env=env, log_file=log or data_dir.parent / f"gateway-{port}.log")
 
     def start(self, timeout: float = 90.0) -> GatewayProcess:
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen([RMBG, "gateway", *self.args], stdout=out, stderr=subprocess.STDOUT,
-                                            env=self.env, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"rmbg gateway exited with {self.process.returncode}:\n{self.log_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.kill()
-        raise RuntimeError(f"rmbg gateway not ready after {timeout:.0f} s:\n{self.log_text()[-3000:]}")
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def kill(self) -> None:
-        """kill -9: no shutdown code runs."""
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
-    def stop(self) -> int | None:
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        return self.process.returncode
+        super().start(timeout)
+        return self
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         url = path if path.startswith("http") else f"{self.url}{path}"

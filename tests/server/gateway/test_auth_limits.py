@@ -9,8 +9,9 @@ import time
 
 import pytest
 
+from rmbg_server.cluster import rmbg_command
 from rmbg_server.launcher import free_port
-from tests.server.gateway.conftest import API_KEY, OTHER_KEY, RMBG
+from tests.server.gateway.conftest import API_KEY, OTHER_KEY
 
 pytestmark = pytest.mark.triton
 THIRD_KEY = "test-key-CCCCCCCCCCCCCCCCCCCCCCCC"
@@ -92,12 +93,13 @@ def test_cancel_a_queued_fal_request(keyed, images, http_server):
 
 def test_no_public_bind_without_keys(tmp_path):
     started = time.monotonic()
-    result = subprocess.run([RMBG, "gateway", "--host", "0.0.0.0", "--port", str(free_port()), "--data-dir",
+    result = subprocess.run([*rmbg_command(), "gateway", "--host", "0.0.0.0", "--port", str(free_port()), "--data-dir",
                              str(tmp_path)], capture_output=True, text=True, timeout=60,
                             env={"PATH": "/usr/bin:/bin", "RMBG_API_KEYS": ""})
     assert result.returncode == 2 and "refusing to bind 0.0.0.0 without API keys" in result.stderr
     assert time.monotonic() - started < 60
-    short = subprocess.run([RMBG, "gateway", "--api-key", "short"], capture_output=True, text=True, timeout=60)
+    short = subprocess.run([*rmbg_command(), "gateway", "--api-key", "short"], capture_output=True, text=True,
+                           timeout=60)
     assert short.returncode == 2 and "shorter than 16 characters" in short.stderr
 
 

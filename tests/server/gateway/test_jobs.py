@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,6 +162,30 @@ def test_extend_keeps_the_job_from_other_workers(backend):
             assert await a.extend("long", "worker-a", 0.4)
             assert await b.claim("worker-b", lease_s=30) is None
         assert await a.finish("long", "worker-a", "completed", {})
+        await a.close()
+        await b.close()
+
+    asyncio.run(main())
+
+
+def test_a_notification_stays_pending_until_notified(backend):
+    async def main():
+        a, b = backend.open(), backend.open()
+        await a.submit(job("n1", webhook_url="http://127.0.0.1:9/hook"))
+        await a.claim("worker-a", lease_s=30)
+        assert await a.finish("n1", "worker-a", "completed", {"ok": 1}, notify_lease_s=0.4)
+        assert (await a.get("n1")).status == "completed"  # the result is visible at once
+        assert await b.claim_notification("worker-b", lease_s=30) is None  # worker-a is notifying
+        assert await a.extend("n1", "worker-a", 0.4)
+        await asyncio.sleep(0.6)  # worker-a died while notifying
+        orphan = await b.claim_notification("worker-b", lease_s=30)
+        assert (orphan.id, orphan.status, orphan.result, orphan.attempts) == ("n1", "completed", {"ok": 1}, 1)
+        assert await a.notified("n1", "worker-a") is False  # too late: worker-b has it now
+        assert await b.notified("n1", "worker-b")
+        assert await b.notified("n1", "worker-b") is False
+        await asyncio.sleep(0.5)
+        assert await a.claim_notification("worker-a", lease_s=30) is None
+        assert await a.claim("worker-a", lease_s=30) is None  # a finished job is never run again
         await a.close()
         await b.close()
 
@@ -394,6 +419,34 @@ def test_acknowledged_jobs_survive_kill9_of_the_submitter(backend):
         (f"child-{i}", "queued", {"i": i}) for i in range(3)]
 
 
+def kill9_while_holding(backend: Backend, held: Job, mode: str, line: str) -> None:
+    """Store ``held``, let a child process take it (``work``: running it, ``notify``: notifying for
+    it), and SIGKILL the child once it printed ``line``."""
+    async def submit():
+        store = backend.open()
+        await store.submit(held)
+        await store.close()
+
+    asyncio.run(submit())
+    child = backend.child(mode, "--lease", "1.0")
+    try:
+        assert read_line(child, line) == held.id
+    finally:
+        kill9(child)
+
+
+async def run_until(runner: JobRunner, done: Callable[[], Awaitable[bool]], linger_s: float = 1.5) -> float:
+    """Run ``runner`` until ``done()``, then ``linger_s`` more (to see nothing happens twice); the seconds to done."""
+    t0 = time.monotonic()
+    await runner.start()
+    while not await done() and time.monotonic() < t0 + 20:
+        await asyncio.sleep(0.05)
+    seconds = time.monotonic() - t0
+    await asyncio.sleep(linger_s)
+    await runner.stop()
+    return seconds
+
+
 def test_a_job_leased_by_a_killed_process_completes_once_elsewhere(backend):
     calls: list[tuple[str, int]] = []
     notified: list[str] = []
@@ -405,31 +458,18 @@ def test_a_job_leased_by_a_killed_process_completes_once_elsewhere(backend):
     async def on_finished(j: Job) -> None:
         notified.append(j.id)
 
-    async def submit():
-        store = backend.open()
-        await store.submit(job("orphan"))
-        await store.close()
-
-    asyncio.run(submit())
-    child = backend.child("work", "--lease", "1.0")
-    try:
-        assert read_line(child, "RUNNING") == "orphan"
-    finally:
-        kill9(child)
+    kill9_while_holding(backend, job("orphan"), "work", "RUNNING")
 
     async def main():
         store = backend.open()
         assert (await store.get("orphan")).status == "processing"  # the dead process still holds the lease
+
+        async def completed() -> bool:
+            return (await store.get("orphan")).status == "completed"
+
         runner = JobRunner(store, handler, concurrency=2, lease_s=5, poll_s=0.05, on_finished=on_finished,
                            sweep_s=None)
-        t0 = time.monotonic()
-        await runner.start()
-        deadline = time.monotonic() + 20
-        while (await store.get("orphan")).status != "completed" and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        recovered_s = time.monotonic() - t0
-        await asyncio.sleep(1.5)  # nothing else runs it again
-        await runner.stop()
+        recovered_s = await run_until(runner, completed)
         out = await store.get("orphan")
         await store.close()
         return out, recovered_s
@@ -438,3 +478,32 @@ def test_a_job_leased_by_a_killed_process_completes_once_elsewhere(backend):
     assert (out.status, out.result, out.attempts) == ("completed", {"by": "survivor"}, 2)
     assert calls == [("orphan", 2)] and notified == ["orphan"]
     assert recovered_s < 1.0 + 2.0  # within the dead worker's lease plus polling slack
+
+
+def test_a_webhook_interrupted_by_kill9_is_sent_by_another_process(backend):
+    notified: list[tuple[str, str, dict]] = []
+
+    async def never_run(j: Job) -> tuple[str, dict]:
+        raise AssertionError(f"job {j.id} was run again")
+
+    async def on_finished(j: Job) -> None:
+        notified.append((j.id, j.status, j.result))
+
+    kill9_while_holding(backend, job("hooked", webhook_url="http://127.0.0.1:9/hook"), "notify", "NOTIFYING")
+
+    async def main():
+        store = backend.open()
+
+        async def was_notified() -> bool:
+            return bool(notified)
+
+        runner = JobRunner(store, never_run, concurrency=1, lease_s=5, poll_s=0.05, on_finished=on_finished,
+                           sweep_s=None)
+        await run_until(runner, was_notified)
+        out = await store.get("hooked")
+        await store.close()
+        return out
+
+    out = asyncio.run(main())
+    assert notified == [("hooked", "completed", {"by": "child"})]
+    assert (out.status, out.attempts) == ("completed", 1)
