@@ -11,7 +11,7 @@ from rmbg_cli.files import collect_inputs, output_paths
 from rmbg_client import RmbgClient, RmbgError, ServerUnavailableError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-FORMATS = ("png", "webp", "jpg")
+FORMATS = ("png", "webp", "jpg", "auto")
 
 
 def _rgba_arg(text: str) -> list[int]:
@@ -22,6 +22,33 @@ def _rgba_arg(text: str) -> list[int]:
         return [int(p) for p in parts]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected integers in R,G,B,A, got {text!r}") from None
+
+
+def _int_pair_arg(separators: str, what: str):
+    def parse(text: str) -> list[int]:
+        for sep in separators:
+            parts = text.split(sep)
+            if len(parts) == 2:
+                try:
+                    return [int(p) for p in parts]
+                except ValueError:
+                    break
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return parse
+
+
+def _margin_arg(text: str) -> int | str:
+    """30 -> 30 (pixels); "30px" and "10%" go to the server as written (it validates them)."""
+    return int(text) if text.isdigit() else text
+
+
+def _position_arg(text: str) -> str | list[str]:
+    if text in ("center", "original"):
+        return text
+    parts = text.split(",")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"expected center, original or X%,Y% (e.g. 50%,100%), got {text!r}")
+    return [p if p.endswith("%") else f"{p}%" for p in parts]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -44,6 +71,21 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     r.add_argument("--erode-size", type=int)
     r.add_argument("--post-process-mask", action="store_true")
     r.add_argument("--preserve-alpha", action="store_true")
+    shaping = r.add_argument_group("output shaping")
+    shaping.add_argument("--crop", action="store_true", help="crop to the subject's bounding box")
+    shaping.add_argument("--crop-margin", type=_margin_arg, metavar="PX|N%",
+                         help="margin around the subject when cropping: pixels (30) or a share of the box (10%%)")
+    shaping.add_argument("--output-size", type=_int_pair_arg("x,", "WIDTHxHEIGHT"), metavar="WxH",
+                         help="canvas size, e.g. 1024x1024")
+    shaping.add_argument("--scale", type=float, help="subject box as a share of the canvas, 0..1")
+    shaping.add_argument("--position", type=_position_arg, metavar="center|original|X%,Y%")
+    shaping.add_argument("--shadow", action="store_true", help="soft drop shadow cast from the mask")
+    shaping.add_argument("--shadow-opacity", type=float, help="0..1 (0.5)")
+    shaping.add_argument("--shadow-blur", type=float, help="blur radius in output pixels, 0..500 (20)")
+    shaping.add_argument("--shadow-offset", type=_int_pair_arg(",", "DX,DY"), metavar="DX,DY",
+                         help="shadow offset in output pixels (0,10); a negative one as --shadow-offset=-4,12")
+    shaping.add_argument("--refine-foreground", action="store_true",
+                         help="estimate edge colours so no old background shows through")
     r.add_argument("--concurrency", type=int, default=2)
     r.add_argument("--timeout", type=float, default=300.0, help="seconds per image")
     return r
@@ -54,10 +96,13 @@ def options_from_args(a: argparse.Namespace) -> dict:
     opts: dict = {"outputFormat": a.format.upper()}
     pairs = [("outputQuality", a.quality), ("alphaMattingForegroundThreshold", a.fg_threshold),
              ("alphaMattingBackgroundThreshold", a.bg_threshold), ("alphaMattingErodeSize", a.erode_size),
-             ("rgba", a.bg_color)]
+             ("rgba", a.bg_color), ("cropMargin", a.crop_margin), ("outputSize", a.output_size),
+             ("scale", a.scale), ("position", a.position), ("shadowOpacity", a.shadow_opacity),
+             ("shadowBlur", a.shadow_blur), ("shadowOffset", a.shadow_offset)]
     opts.update({k: v for k, v in pairs if v is not None})
     for key, flag in (("returnOnlyMask", a.mask_only), ("alphaMatting", a.alpha_matting),
-                      ("postProcessMask", a.post_process_mask), ("preserveAlpha", a.preserve_alpha)):
+                      ("postProcessMask", a.post_process_mask), ("preserveAlpha", a.preserve_alpha),
+                      ("crop", a.crop), ("shadow", a.shadow), ("refineForeground", a.refine_foreground)):
         if flag:
             opts[key] = True
     return opts
@@ -107,6 +152,8 @@ def run(a: argparse.Namespace) -> int:
                 failures.append((src, str(result)))
             else:
                 dest = dests[src]
+                if a.format == "auto" and not single_file:  # PNG or JPG, whichever the server chose
+                    dest = dest.with_suffix(f".{result.extension}")
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 dest.write_bytes(result.data)
             bar.update(1)

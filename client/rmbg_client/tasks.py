@@ -30,7 +30,7 @@ from rmbg_client.webhooks import post_webhook
 
 log = logging.getLogger(__name__)
 OUTPUT_TYPES = ("URL", "base64Data", "dataURI")
-OUTPUT_FORMATS = ("PNG", "JPG", "WEBP")
+OUTPUT_FORMATS = ("PNG", "JPG", "WEBP", "AUTO")  # AUTO: PNG when the result has transparency, else JPG
 DEFAULT_MODEL = "isnet"
 MIN_TTL_S, DEFAULT_TTL_S = 60, 86400
 
@@ -129,7 +129,7 @@ class RemoveBackgroundTask(BaseModel):
     outputType: Literal["URL", "base64Data", "dataURI"] | None = Field(
         None, description="default URL (the client library, which hosts nothing: base64Data unless "
                           "uploadEndpoint is set)")
-    outputFormat: Annotated[Literal["PNG", "JPG", "WEBP"], BeforeValidator(_upper)] = "PNG"
+    outputFormat: Annotated[Literal["PNG", "JPG", "WEBP", "AUTO"], BeforeValidator(_upper)] = "PNG"
     outputQuality: StrictInt = Field(95, ge=20, le=99)
     uploadEndpoint: HttpUrl | None = Field(None, description="PUT the result here; imageURL is it without its query")
     ttl: StrictInt | None = Field(None, ge=MIN_TTL_S, description="seconds a hosted output lives (default 86400)")

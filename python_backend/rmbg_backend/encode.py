@@ -16,6 +16,7 @@ CONTENT_TYPES = {"PNG": "image/png", "WEBP": "image/webp", "JPG": "image/jpeg"}
 PNG_COMPRESS_LEVEL = 1
 # Largest side each format can store: WebP's 14-bit size fields, libjpeg's JPEG_MAX_DIMENSION.
 MAX_SIDE = {"WEBP": 16383, "JPG": 65500, "PNG": 2**31 - 1}
+MAX_SIDE["AUTO"] = min(MAX_SIDE["PNG"], MAX_SIDE["JPG"])  # AUTO may end as either
 
 
 def check_output_size(fmt: str, width: int, height: int) -> None:
@@ -25,11 +26,22 @@ def check_output_size(fmt: str, width: int, height: int) -> None:
     """
     side = MAX_SIDE[fmt]
     if width > side or height > side:
-        others = " or ".join(f for f in ("PNG", "JPG") if f != fmt and MAX_SIDE[f] >= max(width, height))
+        others = " or ".join(f for f in ("PNG", "JPG") if f != fmt and MAX_SIDE[f] >= max(width, height)) or "PNG"
         raise RequestError(
             "outputFormat",
             f"{fmt} holds at most {side} pixels per side and the result is {width}x{height}; ask for {others}",
         )
+
+
+def resolve_auto(pixels: np.ndarray, mode: str) -> tuple[np.ndarray, str, str]:
+    """``outputFormat`` AUTO: PNG when the result has any transparency, else JPG.
+
+    A mask (mode L) is transparency itself and stays lossless PNG; an RGBA result whose alpha
+    is opaque everywhere loses nothing as RGB JPG. Returns (pixels, mode, format).
+    """
+    if mode == "L" or (mode == "RGBA" and int(pixels[:, :, 3].min()) < 255):
+        return pixels, mode, "PNG"
+    return (np.ascontiguousarray(pixels[:, :, :3]) if mode == "RGBA" else pixels), "RGB", "JPG"
 
 
 def encode(
@@ -45,8 +57,10 @@ def encode(
     A mask (mode L) is exact 8-bit grayscale wherever the format allows it: PNG grayscale,
     lossless WebP (which stores gray as equal R, G and B), and grayscale JPEG (lossy by
     nature). The ICC profile is attached only when it describes ``mode``'s colour channels,
-    so a mask never carries one.
+    so a mask never carries one. ``AUTO`` becomes PNG or JPG here, from the pixels.
     """
+    if fmt == "AUTO":
+        pixels, mode, fmt = resolve_auto(pixels, mode)
     check_output_size(fmt, pixels.shape[1], pixels.shape[0])
     im = Image.fromarray(pixels, mode=mode)
     buf = io.BytesIO()

@@ -14,8 +14,8 @@ from typing import Any
 
 from rmbg_backend.errors import RequestError
 
-OUTPUT_FORMATS = ("PNG", "WEBP", "JPG")
-_FORMAT_ALIASES = {"PNG": "PNG", "WEBP": "WEBP", "JPG": "JPG", "JPEG": "JPG"}
+OUTPUT_FORMATS = ("PNG", "WEBP", "JPG", "AUTO")
+_FORMAT_ALIASES = {"PNG": "PNG", "WEBP": "WEBP", "JPG": "JPG", "JPEG": "JPG", "AUTO": "AUTO"}
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,17 @@ class Options:
     alphaMattingErodeSize: int = 10
     postProcessMask: bool = False
     preserveAlpha: bool = False
+    # output shaping (DESIGN.md section 6; applied by shape.py between matting and compose)
+    crop: bool = False
+    cropMargin: int | str = 0  # pixels, or "N%" of the subject box (normalised by _crop_margin)
+    outputSize: tuple[int, int] | None = None
+    scale: float | None = None
+    position: str | tuple[float, float] | None = None  # "center" | "original" | (x%, y%)
+    shadow: bool = False
+    shadowOpacity: float = 0.5
+    shadowBlur: float = 20.0
+    shadowOffset: tuple[int, int] = (0, 10)
+    refineForeground: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -38,8 +49,11 @@ class Options:
     def from_dict(cls, data: dict[str, Any]) -> Options:
         """Rebuild options already validated upstream (the step-to-step META hand-off)."""
         data = dict(data)
-        if data.get("rgba") is not None:
-            data["rgba"] = tuple(data["rgba"])
+        for key in ("rgba", "outputSize", "shadowOffset"):
+            if data.get(key) is not None:
+                data[key] = tuple(data[key])
+        if isinstance(data.get("position"), list):
+            data["position"] = tuple(data["position"])
         return cls(**data)
 
 
@@ -49,8 +63,15 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
     "alphaMattingBackgroundThreshold": (1, 255),
     "alphaMattingErodeSize": (1, 255),
 }
-_BOOLS = ("returnOnlyMask", "alphaMatting", "postProcessMask", "preserveAlpha")
-ALLOWED_KEYS = ("outputFormat", "rgba", *_INT_RANGES, *_BOOLS)
+_BOOLS = ("returnOnlyMask", "alphaMatting", "postProcessMask", "preserveAlpha", "crop", "shadow",
+          "refineForeground")
+# Output shaping: numbers, pairs and the two forms of cropMargin and position (see _shaping_values).
+_FLOAT_RANGES: dict[str, tuple[float, float]] = {"shadowOpacity": (0.0, 1.0), "shadowBlur": (0.0, 500.0)}
+MAX_CANVAS_SIDE = 65_500  # the largest any output format holds (JPEG); a deployment's Limits are lower
+MAX_CROP_MARGIN_PX = 10_000
+MAX_SHADOW_OFFSET = 5_000
+_SHAPING_KEYS = ("cropMargin", "outputSize", "scale", "position", *_FLOAT_RANGES, "shadowOffset")
+ALLOWED_KEYS = ("outputFormat", "rgba", *_INT_RANGES, *_BOOLS, *_SHAPING_KEYS)
 MAX_OPTIONS_BYTES = 64 * 1024
 
 
@@ -166,4 +187,87 @@ def parse_options(raw: bytes | str | None) -> Options:
             values[key] = data[key]
     if data.get("rgba") is not None:
         values["rgba"] = _rgba(data["rgba"])
+    values.update(_shaping_values(data))
     return Options(**values)
+
+
+# --- output shaping keys -------------------------------------------------------------------
+
+
+def _number(key: str, value: Any, lo: float, hi: float, *, open_low: bool = False) -> float:
+    """A finite JSON number (not a bool) in lo..hi; ``open_low`` excludes lo itself."""
+    shown = f"{lo:g}..{hi:g}" + (f" (above {lo:g})" if open_low else "")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise RequestError(key, f"must be a number in {shown}, got {value!r}")
+    if not (lo < value <= hi if open_low else lo <= value <= hi):
+        raise RequestError(key, f"must be in {shown}, got {value!r}")
+    return float(value)
+
+
+def _int_pair(key: str, value: Any, lo: int, hi: int, names: str) -> tuple[int, int]:
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        raise RequestError(key, f"must be a list of 2 integers [{names}], each {lo}..{hi}, got {value!r}")
+    for name, v in zip(names.split(", "), value, strict=True):
+        if not _is_integral(v):
+            raise RequestError(key, f"{name} must be an integer {lo}..{hi}, got {v!r}")
+        if not lo <= int(v) <= hi:
+            raise RequestError(key, f"{name} must be in {lo}..{hi}, got {v!r}")
+    return int(value[0]), int(value[1])
+
+
+def _percent(key: str, value: Any) -> float:
+    """A percentage given as a number (25) or a string ("25%"), 0..100."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            value = float(value.strip()[:-1])
+        except ValueError:
+            raise RequestError(key, f"must be a percentage 0..100 such as \"25%\", got {value!r}") from None
+    return _number(key, value, 0.0, 100.0)
+
+
+def _crop_margin(value: Any) -> int | str:
+    """Pixels (an integer, or "30px") or a share of the subject box ("10%"), normalised to int or "N%"."""
+    accepted = f"pixels 0..{MAX_CROP_MARGIN_PX} (30 or \"30px\") or a percentage 0..100 of the subject box (\"10%\")"
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text.endswith("%"):
+            return f"{_percent('cropMargin', text):g}%"
+        if text.endswith("px"):
+            text = text[:-2].strip()
+        if not text.isdigit():
+            raise RequestError("cropMargin", f"must be {accepted}, got {value!r}")
+        value = int(text)
+    if not _is_integral(value) or not 0 <= int(value) <= MAX_CROP_MARGIN_PX:
+        raise RequestError("cropMargin", f"must be {accepted}, got {value!r}")
+    return int(value)
+
+
+def _position(value: Any) -> str | tuple[float, float]:
+    if isinstance(value, str) and value.lower() in ("center", "centre", "original"):
+        return "original" if value.lower() == "original" else "center"
+    if isinstance(value, list | tuple) and len(value) == 2:
+        return _percent("position", value[0]), _percent("position", value[1])
+    raise RequestError(
+        "position", f"must be \"center\", \"original\" or [x%, y%] (each 0..100, e.g. [50, 100] or "
+        f"[\"50%\", \"100%\"]), got {value!r}"
+    )
+
+
+def _shaping_values(data: dict[str, Any]) -> dict[str, Any]:
+    """Validated output-shaping keys of ``data`` (only those present)."""
+    values: dict[str, Any] = {}
+    if "cropMargin" in data:
+        values["cropMargin"] = _crop_margin(data["cropMargin"])
+    if data.get("outputSize") is not None:
+        values["outputSize"] = _int_pair("outputSize", data["outputSize"], 1, MAX_CANVAS_SIDE, "width, height")
+    if data.get("scale") is not None:
+        values["scale"] = _number("scale", data["scale"], 0.0, 1.0, open_low=True)
+    if data.get("position") is not None:
+        values["position"] = _position(data["position"])
+    for key, (lo, hi) in _FLOAT_RANGES.items():
+        if key in data:
+            values[key] = _number(key, data[key], lo, hi)
+    if "shadowOffset" in data:
+        values["shadowOffset"] = _int_pair("shadowOffset", data["shadowOffset"], -MAX_SHADOW_OFFSET,
+                                           MAX_SHADOW_OFFSET, "dx, dy")
+    return values

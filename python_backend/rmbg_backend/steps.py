@@ -23,6 +23,8 @@ from rmbg_backend.families import ModelSpec
 from rmbg_backend.mask import mask_to_alpha, post_process_mask
 from rmbg_backend.options import Options, parse_options
 from rmbg_backend.resize import to_model_input, to_model_pixels
+from rmbg_backend.shape import check_options as check_shaping
+from rmbg_backend.shape import shape
 
 
 def _ms(t0: float) -> float:
@@ -49,9 +51,11 @@ def preprocess(image_bytes: bytes, options_raw: bytes | None, spec: ModelSpec,
     if model_input not in MODEL_INPUTS:
         raise ValueError(f"model_input must be one of {', '.join(MODEL_INPUTS)}, got {model_input!r}")
     options = parse_options(options_raw)
+    check_shaping(options, limits)
     t0 = time.perf_counter()
     image = decode_image(image_bytes, limits=limits)
-    check_output_size(options.outputFormat, image.width, image.height)
+    out_w, out_h = options.outputSize or (image.width, image.height)  # a crop only shrinks it
+    check_output_size(options.outputFormat, out_w, out_h)
     decode_ms = _ms(t0)
     t1 = time.perf_counter()
     to_input = to_model_pixels if model_input == "uint8" else to_model_input
@@ -100,6 +104,7 @@ def postprocess(mask: np.ndarray, pixels: np.ndarray, meta: dict[str, Any], spec
             bg_threshold=options.alphaMattingBackgroundThreshold,
             erode_size=options.alphaMattingErodeSize,
         )
+    image, alpha, foreground = shape(image, alpha, options, foreground, limits)
     pixels_out, mode = compose(image, alpha, options, background, foreground)
     timings["postprocess_ms"] = _ms(t0)
     t1 = time.perf_counter()

@@ -18,6 +18,26 @@ def test_every_option_is_reachable_from_flags():
         "alphaMattingErodeSize": 5, "postProcessMask": True, "preserveAlpha": True}
 
 
+def test_every_shaping_option_is_reachable_from_flags():
+    args = build_parser().parse_args([
+        "remove", "x.jpg", "-o", "out", "--format", "auto", "--crop", "--crop-margin", "10%", "--output-size",
+        "800x600", "--scale", "0.8", "--position", "25%,100", "--shadow", "--shadow-opacity", "0.3",
+        "--shadow-blur", "15", "--shadow-offset=-4,12", "--refine-foreground"])
+    assert options_from_args(args) == {
+        "outputFormat": "AUTO", "crop": True, "cropMargin": "10%", "outputSize": [800, 600], "scale": 0.8,
+        "position": ["25%", "100%"], "shadow": True, "shadowOpacity": 0.3, "shadowBlur": 15.0,
+        "shadowOffset": [-4, 12], "refineForeground": True}
+    args = build_parser().parse_args(["remove", "x.jpg", "-o", "o", "--crop-margin", "30", "--position", "original"])
+    assert options_from_args(args)["cropMargin"] == 30 and options_from_args(args)["position"] == "original"
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--output-size", "800"), ("--shadow-offset", "1"),
+                                             ("--position", "top")])
+def test_bad_shaping_flags_are_usage_errors(flag, value):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["remove", "x.jpg", "-o", "o", flag, value])
+
+
 def test_defaults_send_only_the_format():
     args = build_parser().parse_args(["remove", "x.jpg", "-o", "out"])
     assert options_from_args(args) == {"outputFormat": "PNG"}

@@ -11,30 +11,9 @@ from PIL import Image
 from rmbg_client import InvalidInputError, RmbgClient
 from rmbg_client.fetch import FetchPolicy
 from tests.hostile.builders import srgb_profile, swapped_cmyk_profile
+from tests.integration.conftest import load
 
 pytestmark = pytest.mark.triton
-
-
-@pytest.fixture(scope="module")
-def client(triton):
-    return RmbgClient(triton.grpc_url)
-
-
-@pytest.fixture(scope="module")
-def photo(pairs):
-    p = next(p for p in pairs if p.id == "grabcut_teddy")
-    return p.image.read_bytes()
-
-
-@pytest.fixture(scope="module")
-def mask_alpha(client, photo):
-    return np.asarray(Image.open(io.BytesIO(client.remove(photo, {"returnOnlyMask": True}).data)))
-
-
-def load(data: bytes) -> Image.Image:
-    im = Image.open(io.BytesIO(data))
-    im.load()
-    return im
 
 
 def test_mask_only_is_8bit_grayscale(client, photo, mask_alpha):

@@ -89,3 +89,44 @@ def test_error_messages_stay_short_whatever_was_sent(raw):
     with pytest.raises(RequestError) as info:
         parse_options(raw.encode())
     assert len(str(info.value)) < 400
+
+
+def test_shaping_keys_parse_and_normalise():
+    o = parse_options(json.dumps({
+        "crop": True, "cropMargin": "30px", "outputSize": [800, 600], "scale": 0.8, "position": ["25%", 100],
+        "shadow": True, "shadowOpacity": 0.3, "shadowBlur": 15, "shadowOffset": [-4, 12], "refineForeground": True,
+        "outputFormat": "auto"}))
+    assert (o.crop, o.cropMargin, o.outputSize, o.scale, o.position) == (True, 30, (800, 600), 0.8, (25.0, 100.0))
+    assert (o.shadow, o.shadowOpacity, o.shadowBlur, o.shadowOffset) == (True, 0.3, 15.0, (-4, 12))
+    assert o.refineForeground and o.outputFormat == "AUTO"
+    assert parse_options(b'{"cropMargin": "12.5%"}').cropMargin == "12.5%"
+    assert parse_options(b'{"position": "centre"}').position == "center"
+    assert Options.from_dict(json.loads(json.dumps(o.to_dict()))) == o  # as META travels
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "fragment"),
+    [
+        ({"crop": 1}, "crop", "true or false"),
+        ({"cropMargin": -1}, "cropMargin", "0..10000"),
+        ({"cropMargin": "150%"}, "cropMargin", "0..100"),
+        ({"cropMargin": "ten"}, "cropMargin", "percentage 0..100"),
+        ({"outputSize": [0, 10]}, "outputSize", "width must be in 1..65500"),
+        ({"outputSize": [10]}, "outputSize", "2 integers [width, height]"),
+        ({"outputSize": [10.5, 10]}, "outputSize", "integer"),
+        ({"scale": 0}, "scale", "0..1 (above 0)"),
+        ({"scale": 1.5}, "scale", "0..1"),
+        ({"scale": "half"}, "scale", "a number"),
+        ({"position": "top"}, "position", "\"center\", \"original\" or [x%, y%]"),
+        ({"position": [50, 120]}, "position", "0..100"),
+        ({"shadowOpacity": 2}, "shadowOpacity", "0..1"),
+        ({"shadowBlur": -1}, "shadowBlur", "0..500"),
+        ({"shadowOffset": [1, 99999]}, "shadowOffset", "dy must be in -5000..5000"),
+        ({"refineForeground": "yes"}, "refineForeground", "true or false"),
+    ],
+)
+def test_bad_shaping_options_name_the_key_and_the_range(raw, field, fragment):
+    with pytest.raises(RequestError) as info:
+        parse_options(json.dumps(raw))
+    assert info.value.field == field
+    assert fragment in str(info.value)
