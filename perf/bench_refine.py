@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from rmbg_backend.families import family  # noqa: E402
 from rmbg_backend.mask import mask_to_alpha  # noqa: E402
-from rmbg_backend.preprocess import resize_area, to_model_input  # noqa: E402
+from rmbg_backend.resize import resize_area, to_model_input  # noqa: E402
 from rmbg_backend.shape import refine_foreground  # noqa: E402
 from tests.conftest import eval_pairs  # noqa: E402
 from tests.edges import edge_colour_error, extend_foreground, soft_alpha  # noqa: E402

@@ -26,7 +26,7 @@ from rmbg_backend.compose import over
 from rmbg_backend.decode import DecodedImage, Limits
 from rmbg_backend.errors import RequestError
 from rmbg_backend.options import Options
-from rmbg_backend.preprocess import resize_area, resize_bilinear
+from rmbg_backend.resize import resize_area, resize_bilinear
 
 # Alpha (of 255) from which a pixel counts as subject: 12.5%, so the faint halo a model leaves
 # around a subject does not widen the box, while soft hair edges mostly stay inside it.
