@@ -6,7 +6,9 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(__import__("os").environ.get("RMBG_SHARED", ROOT.parent / "shared"))
@@ -21,6 +23,15 @@ class EvalPair:
     mask: Path
     width: int
     height: int
+
+
+def mask_quality(pred: np.ndarray, mask_path: Path) -> tuple[float, float]:
+    """(MAE, IoU@0.5) of a 0..1 prediction against a ground-truth mask: the eval set's two figures."""
+    gt = np.asarray(Image.open(mask_path).convert("L")).astype(np.float32) / 255.0
+    mae = float(np.abs(pred - gt).mean())
+    a, b = pred >= 0.5, gt > 128 / 255.0
+    union = np.logical_or(a, b).sum()
+    return mae, float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
 def eval_pairs() -> list[EvalPair]:

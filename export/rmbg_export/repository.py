@@ -25,7 +25,7 @@ from rmbg_export.cache import human_size
 from rmbg_export.sources import resolve
 
 log = logging.getLogger(__name__)
-ENGINE_FILES = {"gpu-trt": "model.plan"}  # every other target loads model.onnx
+ENGINE_FILES = {("gpu-trt", None): "model.plan", ("cpu", "int8"): "model.xml"}  # else model.onnx
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class RepositorySettings:
     """Everything ``build-repo`` flags control in the generated configs."""
 
     target: str = "cpu"
-    precision: str = "f32"
+    precision: str = ""  # empty: the target's default (the first of contract.TARGET_PRECISIONS)
     max_batch: int = 4
     pre_instances: int = 1
     post_instances: int = 1
@@ -93,6 +93,8 @@ class RepositorySettings:
         if self.target not in c.TARGET_PRECISIONS:
             raise ValueError(f"unknown target {self.target!r}; choose one of {', '.join(c.TARGETS)}")
         allowed = c.TARGET_PRECISIONS[self.target]
+        if not self.precision:
+            object.__setattr__(self, "precision", allowed[0])
         if self.precision not in allowed:
             raise ValueError(f"--precision {self.precision} is not offered for --target {self.target}; "
                              f"choose one of {', '.join(allowed)}")
@@ -148,7 +150,7 @@ def engine_config(spec: ModelSpec, s: RepositorySettings) -> ModelConfig:
     if s.target == "cpu":
         return ModelConfig(**common, backend="python", parameters={
             "engine": s.cpu_engine, "threads": str(s.threads), "precision": s.precision,
-            "engine_file": engine_file_name(s.target)})
+            "engine_file": engine_file_name(s.target, s.precision)})
     if s.target == "gpu-trt":
         return ModelConfig(**common, platform="tensorrt_plan", instance_kind="KIND_GPU",
                            extra=('default_model_filename: "model.plan"',))
@@ -207,18 +209,26 @@ def _place(engine_file: Path, dest: Path) -> Path:
     return dest
 
 
-def engine_file_name(target: str) -> str:
-    return ENGINE_FILES.get(target, "model.onnx")
+def engine_file_name(target: str, precision: str = "") -> str:
+    """``model.plan`` (gpu-trt), ``model.xml`` (cpu int8: an OpenVINO IR), else ``model.onnx``."""
+    return ENGINE_FILES.get((target, precision), ENGINE_FILES.get((target, None), "model.onnx"))
 
 
 def write_repository(out: Path, spec: ModelSpec, engine_file: Path,
                      settings: RepositorySettings = RepositorySettings()) -> list[Path]:
     """Write the four models of ``rmbg_<spec.name>`` under ``out``; returns the files written.
 
-    An ONNX engine must carry provenance metadata matching ``spec`` (``rmbg_export.metadata``).
+    An ONNX or OpenVINO IR engine must carry provenance metadata matching ``spec``
+    (``rmbg_export.metadata``); an IR must also have been made for the precision asked for.
     """
-    if engine_file.suffix == ".onnx":
-        metadata.check_matches(engine_file, spec)
+    if engine_file.suffix in (".onnx", ".xml"):
+        meta = metadata.check_matches(engine_file, spec)
+        made_for = meta.get("rmbg.precision", "f32")
+        if (engine_file.suffix == ".xml") != (settings.precision == "int8") or (
+                engine_file.suffix == ".xml" and made_for != settings.precision):
+            raise ValueError(f"{engine_file} is a {made_for} {engine_file.suffix} engine; --target "
+                             f"{settings.target} --precision {settings.precision} needs "
+                             f"{engine_file_name(settings.target, settings.precision)}")
     written = []
     for config, adapter in ((preprocess_config(spec, settings), "preprocess"),
                             (postprocess_config(spec, settings), "postprocess")):
@@ -229,7 +239,10 @@ def write_repository(out: Path, spec: ModelSpec, engine_file: Path,
     written.append(_write(d / "config.pbtxt", engine.pbtxt()))
     if settings.target == "cpu":
         written.append(_write(d / "1" / "model.py", _adapter_source("segment_cpu")))
-    written.append(_place(engine_file, d / "1" / engine_file_name(settings.target)))
+    dest = _place(engine_file, d / "1" / engine_file_name(settings.target, settings.precision))
+    if dest.suffix == ".xml":  # an IR's weights live beside it, under the same stem
+        written.append(_place(engine_file.with_suffix(".bin"), dest.with_suffix(".bin")))
+    written.append(dest)
     ensemble = ensemble_config(spec, settings)
     written.append(_write(out / ensemble.name / "config.pbtxt", ensemble.pbtxt()))
     (out / ensemble.name / "1").mkdir(exist_ok=True)
@@ -261,6 +274,10 @@ def build_repo(model: str, source: str, settings: RepositorySettings = Repositor
     weights = resolve(source)
     log.warning("weights %s are under this licence: %s", source, weights.licence)
     engine = servable_onnx(fam, weights, spec, variant)
+    if settings.target == "cpu" and settings.precision == "int8":
+        from rmbg_export.quantize import cached_int8_ir  # needs NNCF (export extra)
+
+        engine = cached_int8_ir(engine, spec)
     if settings.target == "gpu-trt":
         from rmbg_export.builders import build_engine
 

@@ -19,15 +19,15 @@ import numpy as np
 
 ENGINES = ("openvino", "onnxruntime")
 CPU_PRECISIONS = ("f32", "bf16", "int8")
-# Where rmbg_export.quantize records the calibration set, its size and seed in the IR's rt_info.
-QUANTIZATION_RT_INFO = ["rmbg", "quantization"]
+# Where rmbg_export.quantize records the calibration set, its size and seed: a JSON string beside
+# the provenance keys (rmbg.spec, rmbg.licence...) in the IR's rt_info["framework"].
+QUANTIZATION_KEY = "rmbg.quantization"
 
 
 def quantization_info(model) -> dict | None:
     """The calibration metadata recorded in an ``openvino.Model`` (None when it was not quantised by us)."""
-    if not model.has_rt_info(QUANTIZATION_RT_INFO):
-        return None
-    return json.loads(model.get_rt_info(QUANTIZATION_RT_INFO).astype(str))
+    path = ["framework", QUANTIZATION_KEY]
+    return json.loads(model.get_rt_info(path).astype(str)) if model.has_rt_info(path) else None
 
 
 def session_options(intra_op_threads: int = 0):

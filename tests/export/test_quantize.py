@@ -7,6 +7,7 @@ tests/integration/test_parity_quality.py; here a 64 px tiny variant keeps the fu
 from __future__ import annotations
 
 import hashlib
+import json
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from rmbg_backend.engines import make_engine
 from rmbg_backend.families import family
 from rmbg_export.quantize import (
     CALIBRATION_IMAGES,
+    CalibrationConfig,
     QuantizationError,
     calibration_images,
     calibration_inputs,
@@ -28,17 +30,17 @@ NAMES = ("astronaut.png", "coffee.png", "camera.png", "rocket.jpg")
 
 @pytest.fixture(scope="module")
 def tiny_onnx(tmp_path_factory):
-    from rmbg_export.export import build_model, export_onnx
-    from rmbg_export.sources import resolve
+    from rmbg_export.export import export_variant
 
     path = tmp_path_factory.mktemp("tiny") / "isnet-tiny.onnx"
-    return export_onnx(build_model("isnet-tiny", resolve("synthetic")), path, SIZE, SIZE)
+    export_variant("isnet-tiny", "synthetic", path, (SIZE, SIZE))  # stamped with provenance
+    return path
 
 
 @pytest.fixture(scope="module")
 def quantized(tiny_onnx, tmp_path_factory):
     out = tmp_path_factory.mktemp("int8") / "model.xml"
-    info = quantize_onnx(tiny_onnx, SPEC, out, seed=7, crops_per_image=2, names=NAMES)
+    info = quantize_onnx(tiny_onnx, SPEC, out, CalibrationConfig(names=NAMES, seed=7, crops_per_image=2))
     return out, info
 
 
@@ -92,6 +94,34 @@ def test_quantized_ir_records_its_calibration_and_serves_as_int8(quantized, tiny
     assert np.abs(out8 - out32).mean() < 0.02
     assert not np.array_equal(out8, out32)  # it really runs quantised layers
     np.testing.assert_allclose(engine.run(x2[:1]), out8[:1], atol=1e-6)  # batch-consistent
+
+
+def test_int8_repository_holds_the_ir_pair_and_refuses_mismatched_precisions(quantized, tiny_onnx, tmp_path):
+    from rmbg_export import metadata
+    from rmbg_export.repository import RepositorySettings, write_repository
+    from rmbg_server.launcher import LaunchError, check_repository
+
+    xml, _ = quantized
+    meta = metadata.read(xml)  # the ONNX provenance travels into the IR, precision updated
+    assert meta["rmbg.source"] == "synthetic" and meta["rmbg.precision"] == "int8"
+    assert json.loads(meta["rmbg.quantization"])["seed"] == 7
+    assert RepositorySettings().precision == "int8"  # the CPU default
+    write_repository(tmp_path / "r", SPEC, xml)
+    engine = (tmp_path / "r" / "isnet" / "config.pbtxt").read_text()
+    assert 'key: "engine_file" value: { string_value: "model.xml" }' in engine
+    assert 'key: "precision" value: { string_value: "int8" }' in engine
+    version = tmp_path / "r" / "isnet" / "1"
+    assert version.joinpath("model.bin").stat().st_ino == xml.with_suffix(".bin").stat().st_ino  # hard link
+    check_repository(tmp_path / "r")
+    version.joinpath("model.bin").unlink()
+    with pytest.raises(LaunchError, match=r"model\.bin"):
+        check_repository(tmp_path / "r")
+    with pytest.raises(ValueError, match="needs model.xml"):
+        write_repository(tmp_path / "a", SPEC, tiny_onnx)  # int8 asked, an f32 ONNX given
+    with pytest.raises(ValueError, match="needs model.onnx"):
+        write_repository(tmp_path / "b", SPEC, xml, RepositorySettings(precision="f32"))
+    with pytest.raises(ValueError, match="was made for"):
+        write_repository(tmp_path / "c", family("isnet").spec(128), xml)
 
 
 def test_precision_must_match_the_file(quantized, tiny_onnx):

@@ -12,12 +12,13 @@ from rmbg_server.watchdog import StubWatchdog
 
 @pytest.fixture(scope="session")
 def model_repository(tmp_path_factory) -> Path:
-    from rmbg_export.repository import build_repo
+    from rmbg_export.repository import RepositorySettings, build_repo
 
     repo = tmp_path_factory.mktemp("model_repository")
-    build_repo("isnet", "imgly-isnet", out=repo)
-    # BiRefNet: the lite definition with synthetic weights at 256 px keeps the suite fast.
-    build_repo("birefnet", "synthetic", out=repo, size=256, variant="birefnet-lite")
+    build_repo("isnet", "imgly-isnet", out=repo)  # the CPU default: int8 (quantised once, then cached)
+    # BiRefNet: the lite definition with synthetic weights at 256 px in f32 keeps the suite fast.
+    build_repo("birefnet", "synthetic", RepositorySettings(precision="f32"), out=repo, size=256,
+               variant="birefnet-lite")
     return repo
 
 
