@@ -1,9 +1,15 @@
 """Served masks vs a direct run of the same engine, and quality against the eval set's ground truth.
 
 The served IS-Net is the CPU default, the int8 OpenVINO IR. The direct pipeline below is
-written independently of the served code (float resize through PyTorch's F.interpolate as
-RMBG-1.4 does, not our OpenCV path) so the parity figure checks the whole served path:
-decode, resize, batching, hand-offs, mask resize and encoding. Quality is measured on all 31
+written independently of the served code (mask resize through PyTorch's F.interpolate as
+RMBG-1.4 does, not our OpenCV path) so the parity figure checks the served path: decode,
+batching, hand-offs, mask resize and encoding. Its input resize is RMBG-1.4's float
+F.interpolate for the f32 reference; for the int8 parity it is OpenCV's uint8 bilinear, the
+served input exactly: int8 layers turn the half-a-grey-level differences between the two
+resizes into several grey levels of mask on low-contrast photos (4/255 on ecssd_0033), which
+is a property of int8, not of the serving path (the f32 served path is held to 1/255 against
+F.interpolate by test_birefnet_served.py, and to_model_input is checked against it in
+tests/python_backend/test_pixels.py). Quality is measured on all 31
 pairs (the int8 calibration photos come from scikit-image, never from the eval set) and held
 to the absolute bounds and to the f32 model's own figures (+0.002 MAE, -0.005 IoU@0.5), the
 f32 figures coming from the same direct recipe on the f32 ONNX that int8 was quantised from.
@@ -15,6 +21,7 @@ import io
 import json
 from collections.abc import Callable
 
+import cv2
 import numpy as np
 import onnxruntime as ort
 import openvino as ov
@@ -32,12 +39,16 @@ MAE_BOUND, IOU_BOUND = 0.036, 0.89  # DESIGN.md section 10, absolute
 MAE_SLACK, IOU_SLACK = 0.002, 0.005  # int8 against f32
 
 
-def direct_mask(path, run: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+def direct_mask(path, run: Callable[[np.ndarray], np.ndarray], uint8_resize: bool = False) -> np.ndarray:
     """RMBG-1.4's published recipe, float32 end to end; returns the mask in 0..1."""
     im = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
     w, h = im.size
-    t = torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)[None].float()
-    t = F.interpolate(t, size=(1024, 1024), mode="bilinear", align_corners=False) / 255.0 - 0.5
+    if uint8_resize:
+        resized = cv2.resize(np.asarray(im), (1024, 1024), interpolation=cv2.INTER_LINEAR)
+        t = torch.from_numpy(resized).permute(2, 0, 1)[None].float() / 255.0 - 0.5
+    else:
+        t = torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)[None].float()
+        t = F.interpolate(t, size=(1024, 1024), mode="bilinear", align_corners=False) / 255.0 - 0.5
     out = torch.from_numpy(run(t.numpy()))
     out = F.interpolate(out, size=(h, w), mode="bilinear", align_corners=False)[0, 0]
     return ((out - out.min()) / (out.max() - out.min())).numpy()
@@ -69,10 +80,13 @@ def served_ir(model_repository):
 
 
 def test_served_int8_masks_equal_the_same_ir_run_directly(served_masks, served_ir, pairs, record_property):
-    compiled = ov.Core().compile_model(served_ir, "CPU", {"INFERENCE_NUM_THREADS": 2})
+    # f32 for the layers left in float, as the served engine does: OpenVINO's own default on a
+    # CPU with AVX512-BF16 is bf16, which alone moves these masks by up to 0.5 on some pixels.
+    compiled = ov.Core().compile_model(served_ir, "CPU", {"INFERENCE_NUM_THREADS": 2,
+                                                           "INFERENCE_PRECISION_HINT": "f32"})
     diffs = {}
     for p in pairs:
-        direct = direct_mask(p.image, lambda x: compiled(x)[compiled.output(0)])
+        direct = direct_mask(p.image, lambda x: compiled(x)[compiled.output(0)], uint8_resize=True)
         assert direct.shape == served_masks[p.id].shape
         diffs[p.id] = float(np.abs(direct - served_masks[p.id]).mean())
     record_property("parity", json.dumps(diffs))
