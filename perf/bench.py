@@ -1,15 +1,17 @@
-"""`make bench`: rembg vs a direct onnxruntime pipeline vs our served pipeline, side by side.
+"""`make bench`: rembg vs our served pipeline in f32 and int8, side by side, interleaved image by image.
 
-One run, the same eval images, the same thread budget (onnxruntime intra-op threads = 2 for
-every engine), interleaved image by image:
-  (a)  rembg 2.0.86 ``remove()`` with its ``dis_custom`` session on the published IS-Net ONNX
-       (own venv, downloads disabled); (a') the same on our converted float32 file;
-  (b)  a direct in-process pipeline with our recipe (decode, resize, onnxruntime, mask,
-       cut-out, PNG) and no server;
-  (c)  our served pipeline through the gRPC client, at concurrency 1, then a concurrency sweep.
-Every pipeline returns a PNG cut-out at the input's size. Reports images/s, latency
-percentiles, the (c)/(a) ratio, mask agreement of (c) with (b) and the per-step breakdown
-from INFO, as perf/results/bench.json and bench.png.
+One run, the same eval photos, the same weights and the same thread budget (2 threads per
+engine, the machine's cores):
+  (a) rembg 2.0.86 ``remove()`` with its ``dis_custom`` session on the published IS-Net ONNX
+      (own venv, downloads disabled);
+  (b) our served pipeline (Triton ensemble through the gRPC client) with the f32 engine;
+  (c) the same with the int8 engine (``rmbg build-repo --precision int8``, the CPU default).
+For each photo the three run back to back, in a rotating order, so machine load (the machine
+is shared) hits all of them alike and the ratios stay fair. Every pipeline returns a PNG
+cut-out at the input's size; its alpha is scored against the ground truth (MAE, IoU@0.5).
+Then a concurrency sweep (1..8) alternates f32 and int8 level by level. The CPU model, ISA
+flags and the load average before, during and after are recorded with the figures, which go
+to perf/results/bench.json and bench.png.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import argparse
 import io
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -31,15 +32,21 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from machine import describe, machine_info
+
 ROOT = Path(__file__).resolve().parents[1]
-EVAL = ROOT.parent / "shared" / "eval"
 STEPS = ("decode_ms", "preprocess_ms", "model_ms", "postprocess_ms", "encode_ms")
+PIPELINES = ("rembg", "served_f32", "served_int8")
 
 
 def percentiles(ms: list[float]) -> dict[str, float]:
     a = np.asarray(ms)
     return {"p50_ms": float(np.percentile(a, 50)), "p95_ms": float(np.percentile(a, 95)),
             "p99_ms": float(np.percentile(a, 99)), "mean_ms": float(a.mean())}
+
+
+def alpha_of(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))[:, :, 3].astype(np.float32) / 255.0
 
 
 class RembgWorker:
@@ -50,15 +57,17 @@ class RembgWorker:
             os.link(model, local)
         except OSError:
             shutil.copyfile(model, local)
-        env = dict(os.environ, U2NET_HOME=str(self.home), OMP_NUM_THREADS="2")
+        env = dict(os.environ, U2NET_HOME=str(self.home), OMP_NUM_THREADS=str(os.cpu_count() or 2))
         self.proc = subprocess.Popen([str(python), str(ROOT / "perf" / "rembg_worker.py"), str(local)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         assert json.loads(self.proc.stdout.readline())["ready"]
 
-    def remove(self, path: Path) -> float:
-        self.proc.stdin.write(json.dumps({"image": str(path)}) + "\n")
+    def remove(self, path: Path) -> tuple[float, bytes]:
+        out = self.home / "out.png"
+        self.proc.stdin.write(json.dumps({"image": str(path), "out": str(out)}) + "\n")
         self.proc.stdin.flush()
-        return json.loads(self.proc.stdout.readline())["ms"]
+        ms = json.loads(self.proc.stdout.readline())["ms"]
+        return ms, out.read_bytes()
 
     def close(self) -> None:
         self.proc.stdin.close()
@@ -66,161 +75,183 @@ class RembgWorker:
         shutil.rmtree(self.home, ignore_errors=True)
 
 
-class Direct:
-    """Our recipe in-process: the served computation without Triton."""
+def build(weights: str, precision: str, out: Path) -> Path:
+    """A repository per precision with `rmbg build-repo` (converted/quantised engines are cached)."""
+    cmd = [str(ROOT / ".venv" / "bin" / "rmbg"), "build-repo", "--model", "isnet", "--weights", weights,
+           "--precision", precision, "--out", str(out)]
+    print("$ " + " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return out
 
-    def __init__(self, onnx_path: Path) -> None:
-        from rmbg_backend.engines import OnnxEngine
-        from rmbg_backend.families import family
 
-        self.engine = OnnxEngine(str(onnx_path), intra_op_threads=2)
-        self.spec = family("isnet").spec()
+class Served:
+    def __init__(self, repo: Path, name: str) -> None:
+        from rmbg_client import RmbgClient
+        from rmbg_server.launcher import ServerConfig, TritonServer
 
-    def remove(self, data: bytes) -> tuple[float, np.ndarray]:
-        from rmbg_backend import steps
+        self.server = TritonServer(ServerConfig.on_free_ports(repo),
+                                   log_file=Path(tempfile.gettempdir()) / f"rmbg-bench-{name}.log")
+        self.server.start(timeout=300)
+        self.client = RmbgClient(self.server.grpc_url)
+
+    def remove(self, data: bytes) -> tuple[float, bytes, dict]:
+        t0 = time.perf_counter()
+        result = self.client.remove(data)
+        return (time.perf_counter() - t0) * 1000.0, result.data, result.info
+
+    def sweep(self, images: list[bytes], concurrency: int) -> dict:
+        def one(data: bytes) -> float:
+            return self.remove(data)[0]
 
         t0 = time.perf_counter()
-        prepared = steps.preprocess(data, b"{}", self.spec)
-        mask = self.engine.run(prepared.model_input[None])[0]
-        out, _ = steps.postprocess(mask, prepared.pixels, prepared.meta, self.spec)
-        ms = (time.perf_counter() - t0) * 1000.0
-        return ms, np.asarray(Image.open(io.BytesIO(out)))[:, :, 3]
+        with ThreadPoolExecutor(concurrency) as pool:
+            latencies = list(pool.map(one, images))
+        wall = time.perf_counter() - t0
+        return {"concurrency": concurrency, "images_per_s": len(images) / wall,
+                "load_1min": os.getloadavg()[0], **percentiles(latencies)}
 
-
-def served_sweep(client_factory, images: list[bytes], concurrency: int) -> dict:
-    latencies = []
-
-    def one(data: bytes) -> float:
-        t0 = time.perf_counter()
-        client_factory().remove(data)
-        return (time.perf_counter() - t0) * 1000.0
-
-    t0 = time.perf_counter()
-    with ThreadPoolExecutor(concurrency) as pool:
-        latencies = list(pool.map(one, images))
-    wall = time.perf_counter() - t0
-    return {"concurrency": concurrency, "images_per_s": len(images) / wall, **percentiles(latencies)}
+    def close(self) -> None:
+        self.server.stop()
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repo", type=Path, default=ROOT / "model_repository")
+    ap.add_argument("--weights", default="imgly-isnet")
     ap.add_argument("--rembg-python", type=Path, default=ROOT / ".venv-rembg" / "bin" / "python")
     ap.add_argument("--source-onnx", type=Path, default=Path.home() / ".cache/rmbg/imgly-isnet-medium-1.4.5.onnx")
     ap.add_argument("--limit", type=int, default=0, help="use the first N eval images (0: all)")
-    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 3, 4])
+    ap.add_argument("--concurrency", type=int, nargs="+", default=list(range(1, 9)))
     ap.add_argument("--out", type=Path, default=ROOT / "perf" / "results")
     ap.add_argument("--tag", default="bench")
     args = ap.parse_args()
 
-    from rmbg_client import RmbgClient
-    from rmbg_server.launcher import ServerConfig, TritonServer
-
     sys.path.insert(0, str(ROOT))
-    from tests.conftest import eval_pairs
+    from tests.conftest import eval_pairs, mask_quality
 
+    machine = machine_info()
+    print(f"machine: {describe(machine)}", flush=True)
     pairs = eval_pairs()[: args.limit or None]
-    served_onnx = args.repo / "isnet" / "1" / "model.onnx"
-    server = TritonServer(ServerConfig.on_free_ports(args.repo),
-                          log_file=Path(tempfile.gettempdir()) / "rmbg-bench-triton.log")
-    server.start(timeout=180)
-    rembg_src = RembgWorker(args.rembg_python, args.source_onnx)
-    rembg_ours = RembgWorker(args.rembg_python, served_onnx)
-    direct = Direct(served_onnx)
-    client = RmbgClient(server.grpc_url)
-    rows = []
+    tmp = Path(tempfile.mkdtemp(prefix="rmbg-bench-"))
+    served = {}
+    rembg = None
+    rows, sweep = [], []
     try:
+        for precision in ("f32", "int8"):
+            served[f"served_{precision}"] = Served(build(args.weights, precision, tmp / precision), precision)
+        rembg = RembgWorker(args.rembg_python, args.source_onnx)
         warm = pairs[0].image
-        rembg_src.remove(warm)
-        rembg_ours.remove(warm)
-        direct.remove(warm.read_bytes())
-        client.remove(warm.read_bytes())
+        rembg.remove(warm)
+        for s in served.values():
+            s.remove(warm.read_bytes())
+        load_before = os.getloadavg()
         for i, p in enumerate(pairs):
             data = p.image.read_bytes()
-            row = {"id": p.id, "width": p.width, "height": p.height}
-            row["rembg_ms"] = rembg_src.remove(p.image)
-            row["rembg_on_our_onnx_ms"] = rembg_ours.remove(p.image)
-            row["direct_ms"], direct_alpha = direct.remove(data)
-            t0 = time.perf_counter()
-            result = client.remove(data)
-            row["served_ms"] = (time.perf_counter() - t0) * 1000.0
-            served_alpha = np.asarray(Image.open(io.BytesIO(result.data)))[:, :, 3]
-            diff = np.abs(served_alpha.astype(np.float32) - direct_alpha)
-            row["mask_mean_abs_diff_vs_direct"] = float(diff.mean() / 255)
-            row["steps"] = {k: result.info["timings"][k] for k in STEPS}
+            row: dict = {"id": p.id, "width": p.width, "height": p.height, "load_1min": os.getloadavg()[0]}
+            alphas = {}
+            for k in range(len(PIPELINES)):  # rotate the order so no pipeline always runs first
+                name = PIPELINES[(i + k) % len(PIPELINES)]
+                if name == "rembg":
+                    row["rembg_ms"], png = rembg.remove(p.image)
+                else:
+                    row[f"{name}_ms"], png, info = served[name].remove(data)
+                    row[f"{name}_steps"] = {s: info["timings"][s] for s in STEPS}
+                alphas[name] = alpha_of(png)
+                row[f"{name}_mae"], row[f"{name}_iou"] = mask_quality(alphas[name], p.mask)
+            row["int8_vs_f32_mean_abs"] = float(np.abs(alphas["served_int8"] - alphas["served_f32"]).mean())
             rows.append(row)
-            print(f"[{i + 1}/{len(pairs)}] {p.id} {p.width}x{p.height}: rembg {row['rembg_ms']:.0f} ms, "
-                  f"rembg(our onnx) {row['rembg_on_our_onnx_ms']:.0f}, direct {row['direct_ms']:.0f}, "
-                  f"served {row['served_ms']:.0f}", flush=True)
+            print(f"[{i + 1}/{len(pairs)}] {p.id} {p.width}x{p.height}: "
+                  + ", ".join(f"{n} {row[f'{n}_ms']:.0f} ms" for n in PIPELINES)
+                  + f" (load {row['load_1min']:.1f})", flush=True)
         images = [p.image.read_bytes() for p in pairs]
-        sweep = [served_sweep(lambda: client, images, c) for c in args.concurrency]
-        for s in sweep:
-            print(f"served concurrency {s['concurrency']}: {s['images_per_s']:.3f} img/s, p50 {s['p50_ms']:.0f} ms",
-                  flush=True)
+        for c in args.concurrency:
+            for name in ("served_f32", "served_int8"):
+                sweep.append({"pipeline": name, **served[name].sweep(images, c)})
+                s = sweep[-1]
+                print(f"{name} concurrency {c}: {s['images_per_s']:.3f} images/s, p50 {s['p50_ms']:.0f} ms, "
+                      f"p99 {s['p99_ms']:.0f} ms (load {s['load_1min']:.1f})", flush=True)
+        load_after = os.getloadavg()
     finally:
-        rembg_src.close()
-        rembg_ours.close()
-        server.stop()
+        if rembg is not None:
+            rembg.close()
+        for s in served.values():
+            s.close()
+        shutil.rmtree(tmp, ignore_errors=True)
 
-    def pipeline(key: str) -> dict:
-        ms = [r[key] for r in rows]
-        return {"images_per_s": 1000.0 / statistics.mean(ms), **percentiles(ms)}
-
-    best = max(sweep, key=lambda s: s["images_per_s"])
-    steps = {k: statistics.mean(r["steps"][k] for r in rows) for k in STEPS}
-    pre_post = steps["decode_ms"] + steps["preprocess_ms"] + steps["postprocess_ms"] + steps["encode_ms"]
-    summary = {
-        "rembg": pipeline("rembg_ms"),
-        "rembg_on_our_onnx": pipeline("rembg_on_our_onnx_ms"),
-        "direct": pipeline("direct_ms"),
-        "served_c1": pipeline("served_ms"),
-        "served_best": best,
-        "ratio_served_best_to_rembg": best["images_per_s"] / pipeline("rembg_ms")["images_per_s"],
-        "ratio_served_c1_to_rembg": pipeline("served_ms")["images_per_s"] / pipeline("rembg_ms")["images_per_s"],
-        "mask_agreement_served_vs_direct": {
-            "max_per_image_mean_abs": max(r["mask_mean_abs_diff_vs_direct"] for r in rows),
-            "mean": statistics.mean(r["mask_mean_abs_diff_vs_direct"] for r in rows)},
-        "steps_mean_ms_c1": steps,
-        "pre_plus_post_over_model": pre_post / steps["model_ms"],
-    }
-    report = {"command": " ".join(["python", *sys.argv]), "machine": platform.platform(), "cpus": os.cpu_count(),
-              "images": len(rows), "threads_per_engine": 2, "summary": summary, "sweep": sweep, "per_image": rows}
+    summary = summarise(rows, sweep)
+    machine["load_average_before"] = [round(x, 2) for x in load_before]
+    machine["load_average_after"] = [round(x, 2) for x in load_after]
+    report = {"command": " ".join(["python", *sys.argv]), "machine": machine, "images": len(rows),
+              "threads_per_engine": os.cpu_count(), "summary": summary, "sweep": sweep, "per_image": rows}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.tag}.json").write_text(json.dumps(report, indent=2))
-    plot(summary, sweep, args.out / f"{args.tag}.png")
+    plot(summary, sweep, machine, args.out / f"{args.tag}.png")
     print(json.dumps(summary, indent=2))
+    print(f"machine: {describe(machine)}; load average after: {machine['load_average_after']}")
     return 0
 
 
-def plot(summary: dict, sweep: list[dict], path: Path) -> None:
+def summarise(rows: list[dict], sweep: list[dict]) -> dict:
+    def pipeline(name: str) -> dict:
+        ms = [r[f"{name}_ms"] for r in rows]
+        return {"images_per_s": 1000.0 / statistics.mean(ms), **percentiles(ms),
+                "mae": statistics.mean(r[f"{name}_mae"] for r in rows),
+                "iou": statistics.mean(r[f"{name}_iou"] for r in rows)}
+
+    summary: dict = {name: pipeline(name) for name in PIPELINES}
+    rembg = summary["rembg"]["images_per_s"]
+    for name in ("served_f32", "served_int8"):
+        best = max((s for s in sweep if s["pipeline"] == name), key=lambda s: s["images_per_s"])
+        steps = {k: statistics.mean(r[f"{name}_steps"][k] for r in rows) for k in STEPS}
+        pre_post = sum(v for k, v in steps.items() if k != "model_ms")
+        summary[name].update({
+            "best_sweep": best,
+            "ratio_c1_to_rembg": summary[name]["images_per_s"] / rembg,
+            "ratio_best_to_rembg": best["images_per_s"] / rembg,
+            "steps_mean_ms_c1": steps,
+            "pre_plus_post_over_model": pre_post / steps["model_ms"],
+        })
+    summary["ratio_int8_to_f32_c1"] = summary["served_int8"]["images_per_s"] / summary["served_f32"]["images_per_s"]
+    summary["int8_vs_f32_alpha"] = {"mean": statistics.mean(r["int8_vs_f32_mean_abs"] for r in rows),
+                                    "max_per_image": max(r["int8_vs_f32_mean_abs"] for r in rows)}
+    summary["quality_delta_int8_minus_f32"] = {"mae": summary["served_int8"]["mae"] - summary["served_f32"]["mae"],
+                                               "iou": summary["served_int8"]["iou"] - summary["served_f32"]["iou"]}
+    return summary
+
+
+def plot(summary: dict, sweep: list[dict], machine: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (a, b, c) = plt.subplots(1, 3, figsize=(16, 4.8))
-    names = ["rembg", "rembg_on_our_onnx", "direct", "served_c1", "served_best"]
-    vals = [summary[n]["images_per_s"] for n in names]
-    labels = ["rembg\npublished", "rembg\nour fp32", "direct\nORT", "served\nc=1",
-              f"served\nc={summary['served_best']['concurrency']}"]
-    a.bar(labels, vals, color=["#c44", "#e88", "#999", "#37a", "#15c"])
+    fig, (a, b, c) = plt.subplots(1, 3, figsize=(17, 5))
+    f32, int8 = summary["served_f32"], summary["served_int8"]
+    labels = ["rembg\n2.0.86", "served f32\nc=1", "served int8\nc=1",
+              f"served f32\nc={f32['best_sweep']['concurrency']}",
+              f"served int8\nc={int8['best_sweep']['concurrency']}"]
+    vals = [summary["rembg"]["images_per_s"], f32["images_per_s"], int8["images_per_s"],
+            f32["best_sweep"]["images_per_s"], int8["best_sweep"]["images_per_s"]]
+    a.bar(labels, vals, color=["#c44", "#8ab", "#4a4", "#37a", "#181"])
     a.tick_params(axis="x", labelsize=8)
     a.set_ylabel("images / s (higher is better)")
-    a.set_title(f"throughput, served best / rembg = x{summary['ratio_served_best_to_rembg']:.2f}")
-    b.plot([s["concurrency"] for s in sweep], [s["images_per_s"] for s in sweep], "o-", label="images/s")
-    b2 = b.twinx()
-    for q, st in (("p50_ms", "--"), ("p99_ms", ":")):
-        b2.plot([s["concurrency"] for s in sweep], [s[q] for s in sweep], st, color="#c44", label=q)
-    b.set_xlabel("client concurrency")
-    b.set_ylabel("images / s")
-    b2.set_ylabel("latency ms")
-    b.set_title("served: throughput and latency vs concurrency")
-    b.legend(loc="upper left")
-    b2.legend(loc="lower right")
-    steps = summary["steps_mean_ms_c1"]
-    c.barh(list(steps), list(steps.values()), color="#37a")
+    a.set_title(f"int8 / rembg = x{int8['ratio_best_to_rembg']:.2f} (best), x{int8['ratio_c1_to_rembg']:.2f} (c=1)")
+    for name, color in (("served_f32", "#37a"), ("served_int8", "#181")):
+        rows = [s for s in sweep if s["pipeline"] == name]
+        b.plot([s["concurrency"] for s in rows], [s["images_per_s"] for s in rows], "o-", color=color,
+               label=name.removeprefix("served_"))
+    b.axhline(summary["rembg"]["images_per_s"], color="#c44", ls="--", label="rembg")
+    b.set(xlabel="client concurrency", ylabel="images / s", title="served throughput vs concurrency")
+    b.legend()
+    steps = list(int8["steps_mean_ms_c1"])
+    y = np.arange(len(steps))
+    c.barh(y - 0.2, [f32["steps_mean_ms_c1"][k] for k in steps], 0.4, label="f32", color="#37a")
+    c.barh(y + 0.2, [int8["steps_mean_ms_c1"][k] for k in steps], 0.4, label="int8", color="#181")
+    c.set_yticks(y, steps)
     c.set_xlabel("mean ms per image at c=1")
-    c.set_title(f"per-step (pre+post = {100 * summary['pre_plus_post_over_model']:.1f}% of model)")
+    c.set_title(f"pre+post / model: f32 {100 * f32['pre_plus_post_over_model']:.1f}%, "
+                f"int8 {100 * int8['pre_plus_post_over_model']:.1f}%")
+    c.legend()
+    fig.suptitle(describe(machine), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

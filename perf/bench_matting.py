@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -30,6 +29,8 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from rmbg_backend.matting import matte, trimap  # noqa: E402
+
+from machine import machine_info  # noqa: E402
 
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
 # (foreground id, background id, long side in pixels) for the composites
@@ -133,7 +134,7 @@ def main() -> int:
         "mean_mae_band": {m: statistics.mean(r[m]["mae_band"] for r in results) for m in methods},
         "mean_mae_image": {m: statistics.mean(r[m]["mae_image"] for r in results) for m in methods},
     }
-    report = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": platform.platform(),
+    report = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": machine_info(),
               "cpus": os.cpu_count(), "repeats": args.repeats, "cases": results, "summary": summary}
     (args.out / "matting.json").write_text(json.dumps(report, indent=2))
     plot(results, args.out / "matting.png")

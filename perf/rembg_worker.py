@@ -1,6 +1,7 @@
 """rembg 2.0.86 in its own venv (it needs numpy 2; the Triton stub needs numpy 1), driven line by line.
 
-stdin: one JSON object per line, {"image": PATH}; stdout: {"ms": wall ms of remove(), "bytes": output size}.
+stdin: one JSON object per line, {"image": PATH, "out": PATH (optional)}; stdout: {"ms": wall ms of
+remove(), "bytes": output size}; with "out", the cut-out is written there (outside the timing).
 Downloads are impossible: pooch.retrieve raises, and the model must already be under U2NET_HOME.
 """
 
@@ -28,6 +29,9 @@ def main() -> int:
         t0 = time.perf_counter()
         out = remove(data, session=session)
         ms = (time.perf_counter() - t0) * 1000.0
+        if request.get("out"):
+            with open(request["out"], "wb") as f:
+                f.write(out)
         print(json.dumps({"ms": ms, "bytes": len(out)}), flush=True)
     return 0
 

@@ -12,7 +12,6 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import sys
 import tempfile
 import threading
@@ -22,6 +21,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from machine import describe, machine_info  # noqa: E402
 
 OPTION_MIX = [{}, {"outputFormat": "WEBP"}, {"outputFormat": "JPG", "rgba": [255, 255, 255, 255]},
               {"returnOnlyMask": True}, {"postProcessMask": True}, {"alphaMatting": True}]
@@ -41,7 +42,8 @@ def rss_kb(pid: int) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=float(os.environ.get("SOAK_MINUTES", 10)))
-    ap.add_argument("--rate", type=float, default=0.6, help="requests per second (the server does about 1.2)")
+    ap.add_argument("--rate", type=float, default=0.0,
+                    help="requests per second (default: half of what the server does one request at a time here)")
     ap.add_argument("--sample-s", type=float, default=60.0)
     ap.add_argument("--warmup-s", type=float, default=None, help="default: 20%% of the run, at least 60 s")
     ap.add_argument("--max-growth", type=float, default=0.05)
@@ -62,6 +64,14 @@ def main() -> int:
     server.start(timeout=180)
     client = RmbgClient(server.grpc_url)
     images = [p.image.read_bytes() for p in eval_pairs() if p.width * p.height < 1_000_000][:12]
+    if not args.rate:  # sized from this machine: a fixed rate overloads a slow CPU and idles a fast one
+        client.remove(images[0])
+        t0 = time.monotonic()
+        for image in images[:4]:
+            client.remove(image)
+        args.rate = round(0.5 * 4 / (time.monotonic() - t0), 3)
+    machine = machine_info()
+    print(f"machine: {describe(machine)}; rate {args.rate} requests/s", flush=True)
     counts = {"ok": 0, "rejected_as_expected": 0, "unexpected_errors": 0}
     errors: list[str] = []
     lock = threading.Lock()
@@ -123,7 +133,7 @@ def main() -> int:
         if name in base["rss_kb"] and base["rss_kb"][name]:
             per_process[name] = (kb - base["rss_kb"][name]) / base["rss_kb"][name]
     passed = growth <= args.max_growth and counts["unexpected_errors"] == 0
-    report = {"command": " ".join(["python", *sys.argv]), "machine": platform.platform(), "minutes": args.minutes,
+    report = {"command": " ".join(["python", *sys.argv]), "machine": machine, "minutes": args.minutes,
               "rate_per_s": args.rate, "warmup_s": warmup, "total_growth_after_warmup": growth,
               "per_process_growth": per_process, "max_growth": args.max_growth, "requests": counts,
               "unexpected_error_samples": errors[:10], "passed": passed, "samples": samples}

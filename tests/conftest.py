@@ -10,7 +10,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(__import__("os").environ.get("RMBG_SHARED", ROOT.parent / "shared"))
@@ -25,6 +27,15 @@ class EvalPair:
     mask: Path
     width: int
     height: int
+
+
+def mask_quality(pred: np.ndarray, mask_path: Path) -> tuple[float, float]:
+    """(MAE, IoU@0.5) of a 0..1 prediction against a ground-truth mask: the eval set's two figures."""
+    gt = np.asarray(Image.open(mask_path).convert("L")).astype(np.float32) / 255.0
+    mae = float(np.abs(pred - gt).mean())
+    a, b = pred >= 0.5, gt > 128 / 255.0
+    union = np.logical_or(a, b).sum()
+    return mae, float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
 def eval_pairs() -> list[EvalPair]:
@@ -52,12 +63,13 @@ def small_jpeg(pairs) -> bytes:
 # (tests/integration and the gateway's tests share it).
 @pytest.fixture(scope="session")
 def model_repository(tmp_path_factory) -> Path:
-    from rmbg_export.repository import build_repo
+    from rmbg_export.repository import RepositorySettings, build_repo
 
     repo = tmp_path_factory.mktemp("model_repository")
-    build_repo("isnet", "imgly-isnet", out=repo)
-    # BiRefNet: the lite definition with synthetic weights at 256 px keeps the suite fast.
-    build_repo("birefnet", "synthetic", out=repo, size=256, variant="birefnet-lite")
+    build_repo("isnet", "imgly-isnet", out=repo)  # the CPU default: int8 (quantised once, then cached)
+    # BiRefNet: the lite definition with synthetic weights at 256 px in f32 keeps the suite fast.
+    build_repo("birefnet", "synthetic", RepositorySettings(precision="f32"), out=repo, size=256,
+               variant="birefnet-lite")
     return repo
 
 

@@ -1,5 +1,8 @@
 """What an engine file says about itself: written into ONNX ``metadata_props``, checked on use.
 
+An OpenVINO IR (the int8 CPU engine) carries the same keys: OpenVINO imports an ONNX file's
+``metadata_props`` into the model's ``rt_info["framework"]`` and keeps them in the IR.
+
 A model repository is only as trustworthy as its weights' provenance: the writer refuses an
 engine whose recorded family or input size disagrees with the repository it is put into, and
 the licence travels with the file.
@@ -46,7 +49,15 @@ def stamp_file(path: Path, values: dict[str, str]) -> None:
 
 
 def read(path: Path) -> dict[str, str]:
-    """The metadata of an ONNX file, without loading its weights."""
+    """The metadata of an ONNX file (without loading its weights) or of an OpenVINO IR (``.xml``)."""
+    if path.suffix == ".xml":
+        import openvino as ov
+
+        info = ov.Core().read_model(str(path)).get_rt_info()
+        if "framework" not in info:
+            return {}
+        framework = info["framework"]
+        return {k: framework[k].astype(str) for k in framework.keys()}
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)

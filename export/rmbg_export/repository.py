@@ -26,7 +26,8 @@ from rmbg_export.cache import human_size
 from rmbg_export.sources import resolve
 
 log = logging.getLogger(__name__)
-ENGINE_FILES = {"gpu-trt": "model.plan", "gpu-torch": "model.safetensors"}  # the others load model.onnx
+ENGINE_FILES = {("gpu-trt", None): "model.plan", ("gpu-torch", None): "model.safetensors",
+                ("cpu", "int8"): "model.xml"}  # else model.onnx
 ENGINE_ADAPTERS = {"cpu": "segment_cpu", "gpu-torch": "segment_torch"}  # Python-backend engines
 
 
@@ -82,7 +83,7 @@ class RepositorySettings:
     """Everything ``build-repo`` flags control in the generated configs."""
 
     target: str = "cpu"
-    precision: str = "f32"
+    precision: str = ""  # empty: the target's default (the first of contract.TARGET_PRECISIONS)
     max_batch: int = 4
     pre_instances: int = 1
     post_instances: int = 1
@@ -97,6 +98,8 @@ class RepositorySettings:
         if self.target not in c.TARGET_PRECISIONS:
             raise ValueError(f"unknown target {self.target!r}; choose one of {', '.join(c.TARGETS)}")
         allowed = c.TARGET_PRECISIONS[self.target]
+        if not self.precision:
+            object.__setattr__(self, "precision", allowed[0])
         if self.precision not in allowed:
             raise ValueError(f"--precision {self.precision} is not offered for --target {self.target}; "
                              f"choose one of {', '.join(allowed)}")
@@ -196,7 +199,7 @@ def engine_config(spec: ModelSpec, s: RepositorySettings, engine_cache_dir: str 
     if s.target == "cpu":
         return ModelConfig(**common, backend="python", parameters={
             "engine": s.cpu_engine, "threads": str(s.threads), "precision": s.precision,
-            "engine_file": engine_file_name(s.target)})
+            "engine_file": engine_file_name(s.target, s.precision)})
     if s.target == "gpu-torch":
         if variant is None:
             raise ValueError("the gpu-torch engine config needs the variant its weights fit (isnet, birefnet, ...)")
@@ -204,7 +207,7 @@ def engine_config(spec: ModelSpec, s: RepositorySettings, engine_cache_dir: str 
         torch_settings = TorchSettings(variant, s.precision, graphs, s.device, s.max_batch)
         return ModelConfig(**common, backend="python", instance_kind="KIND_GPU" if s.device == "cuda" else "KIND_CPU",
                            parameters={**torch_settings.to_params(), "spec": _spec_json(spec),
-                                       "engine_file": engine_file_name(s.target)})
+                                       "engine_file": engine_file_name(s.target, s.precision)})
     if s.target == "gpu-trt":
         return ModelConfig(**common, platform="tensorrt_plan", instance_kind="KIND_GPU",
                            extra=('default_model_filename: "model.plan"',))
@@ -264,19 +267,27 @@ def _place(engine_file: Path, dest: Path) -> Path:
     return dest
 
 
-def engine_file_name(target: str) -> str:
-    return ENGINE_FILES.get(target, "model.onnx")
+def engine_file_name(target: str, precision: str = "") -> str:
+    """``model.plan`` (gpu-trt), ``model.xml`` (cpu int8: an OpenVINO IR), else ``model.onnx``."""
+    return ENGINE_FILES.get((target, precision), ENGINE_FILES.get((target, None), "model.onnx"))
 
 
 def write_repository(out: Path, spec: ModelSpec, engine_file: Path,
                      settings: RepositorySettings = RepositorySettings(), variant: str | None = None) -> list[Path]:
     """Write the four models of ``rmbg_<spec.name>`` under ``out``; returns the files written.
 
-    An ONNX engine must carry provenance metadata matching ``spec`` (``rmbg_export.metadata``).
+    An ONNX or OpenVINO IR engine must carry provenance metadata matching ``spec``
+    (``rmbg_export.metadata``); an IR must also have been made for the precision asked for.
     ``variant`` names the PyTorch definition of a gpu-torch engine's state_dict.
     """
-    if engine_file.suffix == ".onnx":
-        metadata.check_matches(engine_file, spec)
+    if engine_file.suffix in (".onnx", ".xml"):
+        meta = metadata.check_matches(engine_file, spec)
+        made_for = meta.get("rmbg.precision", "f32")
+        if (engine_file.suffix == ".xml") != (settings.precision == "int8") or (
+                engine_file.suffix == ".xml" and made_for != settings.precision):
+            raise ValueError(f"{engine_file} is a {made_for} {engine_file.suffix} engine; --target "
+                             f"{settings.target} --precision {settings.precision} needs "
+                             f"{engine_file_name(settings.target, settings.precision)}")
     written = []
     for config, adapter in ((preprocess_config(spec, settings), "preprocess"),
                             (postprocess_config(spec, settings), "postprocess")):
@@ -290,7 +301,10 @@ def write_repository(out: Path, spec: ModelSpec, engine_file: Path,
     written.append(_write(d / "config.pbtxt", engine.pbtxt()))
     if settings.target in ENGINE_ADAPTERS:
         written.append(_write(d / "1" / "model.py", _adapter_source(ENGINE_ADAPTERS[settings.target])))
-    written.append(_place(engine_file, d / "1" / engine_file_name(settings.target)))
+    dest = _place(engine_file, d / "1" / engine_file_name(settings.target, settings.precision))
+    if dest.suffix == ".xml":  # an IR's weights live beside it, under the same stem
+        written.append(_place(engine_file.with_suffix(".bin"), dest.with_suffix(".bin")))
+    written.append(dest)
     ensemble = ensemble_config(spec, settings)
     written.append(_write(out / ensemble.name / "config.pbtxt", ensemble.pbtxt()))
     (out / ensemble.name / "1").mkdir(exist_ok=True)
@@ -327,6 +341,10 @@ def build_repo(model: str, source: str, settings: RepositorySettings = Repositor
         engine, variant = torch_weights_file(fam.name, weights, variant)
     else:
         engine = servable_onnx(fam, weights, spec, variant)
+        if settings.target == "cpu" and settings.precision == "int8":
+            from rmbg_export.quantize import cached_int8_ir  # needs NNCF (export extra)
+
+            engine = cached_int8_ir(engine, spec)
     if settings.target == "gpu-trt":
         from rmbg_export.builders import build_engine
 

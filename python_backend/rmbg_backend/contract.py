@@ -43,7 +43,7 @@ def step_name(step: str, model: str) -> str:
 
 # Deployment targets the repository writer knows, and the precisions each accepts (first: default).
 TARGET_PRECISIONS: dict[str, tuple[str, ...]] = {
-    "cpu": ("f32", "bf16"),
+    "cpu": ("int8", "f32", "bf16"),  # int8: NNCF-quantised OpenVINO IR, within the quality bounds
     "gpu-trt": ("fp16", "f32"),
     "gpu-ort": ("fp16", "f32"),
     "gpu-torch": ("fp16", "bf16", "f32"),

@@ -4,15 +4,30 @@ Both run the same ONNX file with the same tensor names. Measured on this 2-core 
 31 eval images (perf/results/engines.json): OpenVINO f32 0.77 s vs onnxruntime 0.84 s per
 1024x1024 IS-Net image, masks within 1e-4/255; OpenVINO bf16 0.39 s but masks move by up to
 1.33/255 on a low-contrast image, so bf16 is opt-in (``precision: bf16``), never the default.
+
+``precision: int8`` runs an OpenVINO IR quantised by ``rmbg_export.quantize`` (NNCF); the
+engine refuses an unquantised file under that name and reports the calibration metadata the
+IR carries (``quantization``), so a served model says how it was made.
 """
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
 
 ENGINES = ("openvino", "onnxruntime")
+CPU_PRECISIONS = ("f32", "bf16", "int8")
+# Where rmbg_export.quantize records the calibration set, its size and seed: a JSON string beside
+# the provenance keys (rmbg.spec, rmbg.licence...) in the IR's rt_info["framework"].
+QUANTIZATION_KEY = "rmbg.quantization"
+
+
+def quantization_info(model) -> dict | None:
+    """The calibration metadata recorded in an ``openvino.Model`` (None when it was not quantised by us)."""
+    path = ["framework", QUANTIZATION_KEY]
+    return json.loads(model.get_rt_info(path).astype(str)) if model.has_rt_info(path) else None
 
 
 def session_options(intra_op_threads: int = 0):
@@ -66,16 +81,24 @@ class OpenVinoEngine(Engine):
     def __init__(self, path: str, threads: int = 0, precision: str = "f32") -> None:
         import openvino as ov
 
-        if precision not in ("f32", "bf16"):
-            raise ValueError(f"precision must be f32 or bf16, got {precision!r}")
+        if precision not in CPU_PRECISIONS:
+            raise ValueError(f"precision must be {', '.join(CPU_PRECISIONS)}, got {precision!r}")
         core = ov.Core()
         model = core.read_model(path)
+        self.quantization = quantization_info(model)
+        quantized = any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
+        if precision == "int8" and not quantized:
+            raise ValueError(f"{path} is not an int8 model (no quantised layers): build it with "
+                             "rmbg build-repo --precision int8")
+        if quantized and precision != "int8":
+            raise ValueError(f"{path} is an int8 model: serve it with precision int8, not {precision}")
         dims = model.input(0).partial_shape
         model.reshape({model.input(0): ov.PartialShape([-1, *[d for d in list(dims)[1:]]])})
         self.compiled = core.compile_model(model, "CPU", {
             "INFERENCE_NUM_THREADS": threads or (os.cpu_count() or 1),
             "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_PRECISION_HINT": precision,
+            # int8 layers run int8 whatever the hint; the layers left in float stay f32
+            "INFERENCE_PRECISION_HINT": "f32" if precision == "int8" else precision,
         })
         self.request = self.compiled.create_infer_request()
         self.output = self.compiled.output(0)
@@ -98,6 +121,6 @@ def make_engine(path: str, kind: str = "auto", threads: int = 0, precision: str 
         return OpenVinoEngine(path, threads, precision)
     if kind == "onnxruntime":
         if precision != "f32":
-            raise ValueError("onnxruntime CPU runs float32 only; use engine openvino for bf16")
+            raise ValueError(f"onnxruntime CPU runs float32 only; use engine openvino for {precision}")
         return OnnxEngine(path, threads)
     raise ValueError(f"engine must be auto, {' or '.join(ENGINES)}, got {kind!r}")

@@ -49,6 +49,8 @@ def _engine_files_needed(config: str) -> list[str]:
         return [named.group(1) if named else "model.onnx"]
     needed = ["model.py"]
     engine = re.search(r'key:\s*"engine_file"\s*value:\s*\{\s*string_value:\s*"([^"]+)"', config)
+    if engine and engine.group(1).endswith(".xml"):  # an OpenVINO IR: its weights sit beside it
+        return [*needed, engine.group(1), engine.group(1).removesuffix(".xml") + ".bin"]
     return needed + ([engine.group(1)] if engine else [])
 
 

@@ -14,6 +14,8 @@ from rmbg_export.export import export_variant
 from rmbg_export.repository import RepositorySettings, Tensor, engine_config, write_repository
 from rmbg_server.launcher import LaunchError, check_repository
 
+F32 = RepositorySettings(precision="f32")  # the tiny engine is an ONNX file; the CPU default (int8) is an IR
+
 
 @pytest.fixture(scope="module")
 def tiny_engine(tmp_path_factory):
@@ -23,8 +25,9 @@ def tiny_engine(tmp_path_factory):
 
 
 def test_settings_reach_the_generated_configs(tmp_path, tiny_engine):
-    settings = RepositorySettings(max_batch=8, pre_instances=3, post_instances=5, engine_instances=2, threads=7,
-                                  cpu_engine="onnxruntime", limits=Limits(max_side=4096))
+    settings = RepositorySettings(precision="f32", max_batch=8, pre_instances=3, post_instances=5,
+                                  engine_instances=2, threads=7, cpu_engine="onnxruntime",
+                                  limits=Limits(max_side=4096))
     write_repository(tmp_path, family("isnet").spec(64), tiny_engine, settings)
     pre = (tmp_path / "preprocess_isnet" / "config.pbtxt").read_text()
     post = (tmp_path / "postprocess_isnet" / "config.pbtxt").read_text()
@@ -59,17 +62,17 @@ def test_provenance_is_stamped_and_checked(tmp_path, tiny_engine):
     assert meta["rmbg.source"] == "synthetic" and "MEANINGLESS" in meta["rmbg.licence"]
     assert json.loads(meta["rmbg.spec"])["height"] == 64
     with pytest.raises(ValueError, match="was made for"):
-        write_repository(tmp_path, family("isnet").spec(128), tiny_engine)
+        write_repository(tmp_path, family("isnet").spec(128), tiny_engine, F32)
     bare = tmp_path / "bare.onnx"
     model = onnx.load(str(tiny_engine))
     del model.metadata_props[:]
     onnx.save(model, str(bare))
     with pytest.raises(ValueError, match="no provenance metadata"):
-        write_repository(tmp_path / "r", family("isnet").spec(64), bare)
+        write_repository(tmp_path / "r", family("isnet").spec(64), bare, F32)
 
 
 def test_launcher_refuses_a_repository_without_its_engine_file(tmp_path, tiny_engine):
-    write_repository(tmp_path, family("isnet").spec(64), tiny_engine)
+    write_repository(tmp_path, family("isnet").spec(64), tiny_engine, F32)
     (tmp_path / "isnet" / "1" / "model.onnx").unlink()
     with pytest.raises(LaunchError, match=r"isnet lacks .*model\.onnx.*rmbg build-repo --model isnet"):
         check_repository(tmp_path)
