@@ -8,7 +8,7 @@ REPO ?= model_repository
 WEIGHTS ?= imgly-isnet
 
 .DEFAULT_GOAL := help
-.PHONY: help venv repo demo cluster-demo serve up test test-unit lint perf bench bench-matting soak audit clean
+.PHONY: help venv repo demo cluster-demo serve up test test-unit lint perf perf-gateway bench bench-matting soak audit clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ $(RMBG_VENV)/.installed:
 
 perf: repo ## perf_analyzer concurrency/request-rate sweeps over gRPC and HTTP -> perf/results/perf.*
 	$(PY) perf/perf_analyzer.py
+
+perf-gateway: $(STAMP) ## gateway overhead vs direct gRPC (1 MP, tiny model) and throughput 1..16 -> perf/results/gateway.*
+	$(PY) perf/gateway_overhead.py
 
 bench: repo $(RMBG_VENV)/.installed ## rembg vs direct onnxruntime vs served, side by side -> perf/results/bench.*
 	$(PY) perf/bench.py

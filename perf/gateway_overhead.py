@@ -19,6 +19,7 @@ import argparse
 import base64
 import io
 import json
+import os
 import platform
 import random
 import re
@@ -178,6 +179,7 @@ def main() -> int:
             except httpx.HTTPError:
                 time.sleep(0.2)
         image = one_megapixel_jpeg()
+        load_before = os.getloadavg()
         pairs, sizes, split = {}, {}, {}
         for kind, options in KINDS.items():
             direct, via = Direct(triton.grpc_url, image, options), ViaGateway(base, image, options)
@@ -203,6 +205,7 @@ def main() -> int:
             rates["direct"][c] = throughput(lambda: Direct(triton.grpc_url, image, options), c, a.requests)
             print(f"concurrency {c}: direct {rates['direct'][c]:.1f}/s, gateway {rates['gateway'][c]:.1f}/s",
                   flush=True)
+        load_after = os.getloadavg()
     finally:
         gateway.terminate()
         gateway.wait(30)
@@ -212,6 +215,7 @@ def main() -> int:
     report = {
         "command": " ".join(["python", "perf/gateway_overhead.py", *sys.argv[1:]]),
         "cpu": cpu(), "machine": platform.platform(),
+        "load_average_1_5_15": {"before": load_before, "after": load_after},
         "engine": "isnet-tiny at 256 px, synthetic weights (a short model step keeps the figure about the gateway)",
         "image": {"size": [1024, 1024], "jpeg_bytes": len(image)},
         "request": "POST /v1, inputs.image base64, outputType base64Data vs tritonclient gRPC with the JPEG bytes",
