@@ -24,6 +24,7 @@ from rmbg_server.cluster import WebhookReceiver
 from rmbg_server.launcher import free_port
 
 SECRET = "whsec-test-6b1f"
+SLACK_S = 5.0  # upper bounds on timings: the machine running the tests may be heavily loaded
 BODY = {"data": [{"taskType": "removeBackground", "taskUUID": "5b4f6a0e-3f63-4a4b-9a4b-6f1d1b7a9c01",
                   "imageURL": "http://127.0.0.1:8080/files/0e7c.png", "cost": 0}]}
 
@@ -57,7 +58,7 @@ def test_retries_on_5xx_then_delivers_signed_identical_bodies(receiver):
         assert not verify_signature("another-secret", d.headers[TIMESTAMP_HEADER], d.headers[SIGNATURE_HEADER], d.raw)
         assert not verify_signature(SECRET, d.headers[TIMESTAMP_HEADER], d.headers[SIGNATURE_HEADER], d.raw + b" ")
     gaps = [b.at - a.at for a, b in zip(receiver.deliveries, receiver.deliveries[1:], strict=False)]
-    assert 0.025 <= gaps[0] <= 0.05 + 0.5 and 0.05 <= gaps[1] <= 0.1 + 0.5  # half-jittered, doubling
+    assert 0.025 <= gaps[0] <= 0.05 + SLACK_S and 0.05 <= gaps[1] <= 0.1 + SLACK_S  # half-jittered, doubling
 
 
 @pytest.mark.parametrize("receiver", [[200]], indirect=True)
@@ -96,7 +97,7 @@ def test_429_honours_retry_after_within_the_bound(receiver):
     ok, _ = post(receiver.url, base_delay_s=0.01, max_delay_s=5)
     assert ok
     first, second = receiver.deliveries
-    assert 0.95 <= second.at - first.at <= 1.6
+    assert 0.95 <= second.at - first.at <= 1.0 + SLACK_S
 
 
 @pytest.mark.parametrize("receiver", [[(503, {"Retry-After": "3600"})]], indirect=True)
@@ -104,13 +105,13 @@ def test_every_attempt_fails_within_the_backoff_bound(receiver):
     ok, elapsed = post(receiver.url, attempts=4, base_delay_s=0.05, max_delay_s=0.1)
     assert not ok
     assert len(receiver.deliveries) == 4
-    assert 3 * 0.1 <= elapsed <= 3 * 0.1 + 1.0  # a Retry-After beyond max_delay_s is capped to it
+    assert 3 * 0.1 <= elapsed <= 3 * 0.1 + SLACK_S  # a Retry-After beyond max_delay_s (1 h) is capped to it
 
 
 def test_connection_refused_is_retried_then_given_up():
     ok, elapsed = post(f"http://127.0.0.1:{free_port()}/hook", attempts=4, base_delay_s=0.05, max_delay_s=0.1)
     assert not ok
-    assert 0.025 + 0.05 + 0.05 <= elapsed <= 0.05 + 0.1 + 0.1 + 1.0
+    assert 0.025 + 0.05 + 0.05 <= elapsed <= 0.05 + 0.1 + 0.1 + SLACK_S
 
 
 @pytest.mark.parametrize("receiver", [[200]], indirect=True)
@@ -121,14 +122,14 @@ def test_the_url_check_runs_first_and_can_refuse(receiver):
         checked.append(url)
         raise ValueError("webhookURL resolves to a private address")
 
-    assert post(receiver.url, check_url=refuse) == (False, pytest.approx(0, abs=0.5))
+    assert post(receiver.url, check_url=refuse)[0] is False
     assert checked == [receiver.url] and receiver.deliveries == []
 
 
 @pytest.mark.parametrize("url", ["ftp://127.0.0.1/x", "http://[::1", "file:///etc/passwd"])
 def test_invalid_urls_fail_at_once(url):
-    ok, elapsed = post(url, attempts=3, base_delay_s=1.0)
-    assert not ok and elapsed < 0.5  # no backoff: retrying cannot fix the URL
+    ok, elapsed = post(url, attempts=3, base_delay_s=5.0)
+    assert not ok and elapsed < 2.5  # no backoff (at least 2.5 s + 5 s): retrying cannot fix the URL
 
 
 def test_signature_is_hmac_sha256_over_timestamp_dot_body():
