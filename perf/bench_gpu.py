@@ -39,6 +39,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "perf"))  # perf scripts import their siblings (machine) by name
 from perf.bench import STEPS, percentiles  # noqa: E402 - the repository root first
 from tests.conftest import eval_pairs  # noqa: E402
 
