@@ -123,9 +123,9 @@ def test_valid_requests_never_fail(options, width, height, mode, mask_kind, with
     rng = np.random.default_rng(seed)
     buf = io.BytesIO()
     Image.fromarray(rng.integers(0, 256, (height, width, 4), dtype=np.uint8), "RGBA").convert(mode).save(buf, "PNG")
-    mask = {"random": rng.random((1, 16, 16)), "zeros": np.zeros((1, 16, 16)), "ones": np.ones((1, 16, 16)),
-            "binary": rng.random((1, 16, 16)) > 0.5}[mask_kind].astype(np.float32)
-    spec = family("isnet").spec(16)
+    mask = {"random": rng.random((1, 32, 32)), "zeros": np.zeros((1, 32, 32)), "ones": np.ones((1, 32, 32)),
+            "binary": rng.random((1, 32, 32)) > 0.5}[mask_kind].astype(np.float32)
+    spec = family("isnet").spec(32)
     prepared = steps.preprocess(buf.getvalue(), json.dumps(options).encode(), spec)
     data, info = steps.postprocess(mask, prepared.pixels, prepared.meta, spec,
                                    buf.getvalue() if with_background else None)
