@@ -44,7 +44,7 @@ def test_birefnet_mask_equals_direct_onnxruntime(triton, model_repository, pairs
 
 def test_cli_remove_with_birefnet(triton, small_jpeg, tmp_path):
     (tmp_path / "in.jpg").write_bytes(small_jpeg)
-    proc = subprocess.run([sys.executable, "-m", "rmbg_client.cli", "remove", str(tmp_path / "in.jpg"), "-o",
+    proc = subprocess.run([sys.executable, "-m", "rmbg_cli.main", "remove", str(tmp_path / "in.jpg"), "-o",
                            str(tmp_path / "out.png"), "--model", "birefnet", "--url", triton.grpc_url],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr

@@ -130,7 +130,7 @@ def test_cli_remove_directory_with_one_corrupt_file(triton, pairs, tmp_path):
     (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n-broken")
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "rmbg_client.cli", "remove", str(src), "-o", str(out), "--url", triton.grpc_url,
+        [sys.executable, "-m", "rmbg_cli.main", "remove", str(src), "-o", str(out), "--url", triton.grpc_url,
          "--format", "webp", "--concurrency", "3"],
         capture_output=True, text=True, timeout=300,
     )
@@ -145,7 +145,7 @@ def test_cli_remove_directory_with_one_corrupt_file(triton, pairs, tmp_path):
 def test_cli_reports_unreachable_server(tmp_path, small_jpeg):
     (tmp_path / "x.jpg").write_bytes(small_jpeg)
     proc = subprocess.run(
-        [sys.executable, "-m", "rmbg_client.cli", "remove", str(tmp_path / "x.jpg"), "-o", str(tmp_path / "o"),
+        [sys.executable, "-m", "rmbg_cli.main", "remove", str(tmp_path / "x.jpg"), "-o", str(tmp_path / "o"),
          "--url", "127.0.0.1:1"], capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 2 and "not reachable" in proc.stderr
