@@ -152,8 +152,9 @@ def run(a: argparse.Namespace) -> int:
                 failures.append((src, str(result)))
             else:
                 dest = dests[src]
-                if a.format == "auto" and not single_file:  # PNG or JPG, whichever the server chose
+                if a.format == "auto":  # named by what the server chose: PNG or JPG
                     dest = dest.with_suffix(f".{result.extension}")
+                    dests[src] = dest
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 dest.write_bytes(result.data)
             bar.update(1)
@@ -161,6 +162,6 @@ def run(a: argparse.Namespace) -> int:
     ok = len(inputs) - len(failures)
     for src, msg in failures:
         print(f"FAILED {src}: {msg}", file=sys.stderr)
-    where = a.output if single_file else f"{a.output}/"
+    where = dests[inputs[0][0]] if single_file else f"{a.output}/"
     print(f"{ok} of {len(inputs)} written to {where}" + (f"; {len(failures)} failed" if failures else ""))
     return EXIT_FAILED if failures else EXIT_OK

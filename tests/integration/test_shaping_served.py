@@ -133,4 +133,9 @@ def test_cli_remove_with_every_shaping_flag(triton, photo, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in (tmp_path / "flat").iterdir()) == ["teddy.jpg", "teddy2.jpg"]  # opaque: JPG
     assert load((tmp_path / "flat" / "teddy.jpg").read_bytes()).format == "JPEG"
+    single = [*base[:4], str(src / "teddy.jpg"), "--url", triton.grpc_url, "-o", str(tmp_path / "one.png"),
+              "--format", "auto", "--bg-color", "255,255,255,255"]
+    proc = subprocess.run(single, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and f"written to {tmp_path / 'one.jpg'}" in proc.stdout, proc.stderr
+    assert not (tmp_path / "one.png").exists() and load((tmp_path / "one.jpg").read_bytes()).format == "JPEG"
 
