@@ -38,10 +38,12 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "perf"))  # perf scripts import their siblings (machine) by name
-from perf.bench import STEPS, percentiles  # noqa: E402 - the repository root first
+sys.path[:0] = [str(ROOT / "perf"), str(ROOT)]  # the perf helpers as the other scripts import them; tests
+from bench import STEPS, percentiles  # noqa: E402
+
 from tests.conftest import eval_pairs  # noqa: E402
+
+from machine import machine_info  # noqa: E402
 
 CEILING_FLOPS = 989e12  # H100 SXM, dense fp16/bf16 tensor cores
 PRECISIONS = ("f32", "fp16", "bf16")
@@ -53,7 +55,7 @@ def environment(device: str) -> dict:
     import torch
 
     env = {"torch": torch.__version__, "cuda_runtime": torch.version.cuda, "python": platform.python_version(),
-           "machine": platform.platform(), "cpus": os.cpu_count(), "cpu": _cpu_model()}
+           "machine": machine_info()}
     if device == "cuda":
         props = torch.cuda.get_device_properties(0)
         env.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),
@@ -68,16 +70,6 @@ def environment(device: str) -> dict:
     except (OSError, subprocess.TimeoutExpired):
         pass
     return env
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def _nvidia_smi(field: str) -> str | None:

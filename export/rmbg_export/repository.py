@@ -190,7 +190,7 @@ def _ort_accelerator(parameters: dict[str, str]) -> str:
             + lines + "\n} ] } }")
 
 
-def engine_config(spec: ModelSpec, s: RepositorySettings, engine_cache_dir: str = "",
+def engine_config(spec: ModelSpec, s: RepositorySettings, engine_cache_dir: str = "", *,
                   variant: str | None = None) -> ModelConfig:
     """The segmentation engine's config; ``variant`` (the PyTorch definition) is needed for gpu-torch."""
     inputs, outputs = _engine_io(spec, s)
@@ -296,7 +296,7 @@ def write_repository(out: Path, spec: ModelSpec, engine_file: Path,
     engine_cache = (out / spec.name / "trt_cache").resolve()  # not numeric: Triton does not take it for a version
     if settings.target == "gpu-ort":
         engine_cache.mkdir(parents=True, exist_ok=True)
-    engine = engine_config(spec, settings, str(engine_cache), variant)
+    engine = engine_config(spec, settings, str(engine_cache), variant=variant)
     d = out / engine.name
     written.append(_write(d / "config.pbtxt", engine.pbtxt()))
     if settings.target in ENGINE_ADAPTERS:

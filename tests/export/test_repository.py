@@ -108,7 +108,7 @@ def test_gpu_torch_configs_carry_uint8_pixels_and_the_engine_settings(tmp_path):
 
 def test_gpu_torch_on_the_cpu_runs_eager_on_cpu_instances(tmp_path):
     settings = RepositorySettings(target="gpu-torch", precision="f32", device="cpu")
-    config = engine_config(family("isnet").spec(64), settings, "isnet-tiny").pbtxt()
+    config = engine_config(family("isnet").spec(64), settings, variant="isnet-tiny").pbtxt()
     assert "kind: KIND_CPU" in config and 'key: "graphs" value: { string_value: "none" }' in config
     with pytest.raises(ValueError, match="needs the variant"):
         engine_config(family("isnet").spec(64), settings)
