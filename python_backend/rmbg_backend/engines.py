@@ -1,7 +1,7 @@
 """CPU segmentation engines behind one interface: OpenVINO (default) or onnxruntime.
 
 Both run the same ONNX file with the same tensor names. Measured on this 2-core EPYC over the
-31 eval images (perf/results/engines.json): OpenVINO f32 0.77 s vs onnxruntime 0.84 s per
+31 eval images (perf/results/engines_isnet.json): OpenVINO f32 0.77 s vs onnxruntime 0.84 s per
 1024x1024 IS-Net image, masks within 1e-4/255; OpenVINO bf16 0.39 s but masks move by up to
 1.33/255 on a low-contrast image, so bf16 is opt-in (``precision: bf16``), never the default.
 
