@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SOURCE_CPU = "the project's 2-core AMD EPYC VM (AVX-512, AVX512-BF16), see perf/results/EXPERIMENTS.md"
+SERVED = "served_int8"  # the CPU default engine; bench.json also holds served_f32 and rembg
 
 
 # ---------------------------------------------------------------- queueing
@@ -254,21 +254,22 @@ def simulate(load: Callable[[float], float], mu: float, cs2: float, hpa: Hpa, ti
 
 
 def measured(results: Path = RESULTS) -> dict:
-    """Per-replica figures from the committed benchmark runs."""
+    """Per-replica figures of the CPU default (int8) from the committed benchmark runs."""
     perf = json.loads((results / "perf.json").read_text())
     bench = json.loads((results / "bench.json").read_text())
     best = max(perf["results"]["grpc_concurrency"], key=lambda r: r["images_per_s"])
-    steps = [sum(p["steps"].values()) for p in bench["per_image"]]
+    steps = [sum(p[f"{SERVED}_steps"].values()) for p in bench["per_image"]]
     mean = sum(steps) / len(steps)
     cs2 = sum((s - mean) ** 2 for s in steps) / len(steps) / mean**2
     return {
-        "source_cpu": SOURCE_CPU,
+        "source_cpu": {"perf.json": perf.get("machine"), "bench.json": bench.get("machine")},
         "mu_images_per_s": best["images_per_s"],
-        "mu_from": f"perf.json grpc_concurrency at concurrency {best['concurrency']:g} (perf_analyzer, rmbg_isnet)",
+        "mu_from": f"perf.json grpc_concurrency at concurrency {best['concurrency']:g} "
+                   f"(perf_analyzer, rmbg_isnet, {perf.get('precision') or 'precision not recorded'})",
         "service_cs2": cs2,
-        "cs2_from": "bench.json per_image: sum of the served steps over the 31 eval photos",
-        "served_s": [p["served_ms"] / 1000 for p in bench["per_image"]],
-        "served_from": "bench.json per_image served_ms (concurrency 1, no queueing)",
+        "cs2_from": f"bench.json per_image: sum of the {SERVED} steps over the {len(steps)} eval photos",
+        "served_s": [p[f"{SERVED}_ms"] / 1000 for p in bench["per_image"]],
+        "served_from": f"bench.json per_image {SERVED}_ms (concurrency 1, no queueing)",
     }
 
 
@@ -395,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     r = report(a.out)
     print(f"per replica: {r['inputs']['mu_images_per_s']:.3f} images/s, service cs2 {r['inputs']['service_cs2']:.3f}, "
-          f"served p99 {r['inputs']['served_p99_s']:.2f} s ({SOURCE_CPU})")
+          f"served p99 {r['inputs']['served_p99_s']:.2f} s, {SERVED})")
     print("load  p99   replicas(pooled)  replicas(random)")
     for row in r["table"]:
         print(f"{row['load_images_per_s']:>4}  {row['p99_target_s']:>3.0f} s  {row['replicas_pooled']!s:>16}  "

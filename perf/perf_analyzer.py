@@ -193,6 +193,14 @@ def write_csv(rows: list[dict], path: Path) -> None:
         writer.writerows(rows)
 
 
+def engine_precision(repo: Path, model: str = "isnet") -> str | None:
+    """The precision `build-repo` wrote into the engine's config (int8 is the CPU default)."""
+    config = repo / model / "config.pbtxt"
+    found = re.search(r'key: "precision" value: \{ string_value: "([^"]+)" \}', config.read_text()) \
+        if config.is_file() else None
+    return found.group(1) if found else None
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--grpc-url", help="HOST:PORT of a running server (default: start one)")
@@ -232,14 +240,17 @@ def main() -> int:
             results[f"{protocol}_concurrency"] = sweep(binary, env, url, protocol, data,
                                                        args.out / f"perf_{protocol}_concurrency.csv",
                                                        "--concurrency-range", levels, windows)
+        # at a fixed rate, requests arrive every 1/rate s, so the slowest rate sizes the windows
+        slowest = max(latency, 1.0 / min(float(r) for r in rates))
         results["grpc_request_rate"] = sweep(binary, env, args.grpc_url, "grpc", data,
                                              args.out / "perf_grpc_request_rate.csv", "--request-rate-range",
-                                             rates, windows)
+                                             rates, window_args(slowest, args.window_ms, args.count_windows))
     finally:
         if server is not None:
             server.stop()
         data.unlink(missing_ok=True)  # eval images stay out of the repository
     report = {"command": " ".join(["python", *sys.argv]), "machine": machine, "model": "rmbg_isnet",
+              "precision": None if server is None else engine_precision(args.repo),
               "images": IMAGES, "options": "{}", "first_latency_ms": round(latency * 1000, 1),
               "window": windows, "unstable_points": sum(not r["stable"] for rows in results.values() for r in rows),
               "results": results}

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rmbg_server.hidden_args import HiddenArgsUnavailable, popen_hiding
+from rmbg_server.shm import stub_regions, sweep_orphan_regions
 
 log = logging.getLogger(__name__)
 BUILD_HINT = "rmbg build-repo --model isnet --weights imgly-isnet --out {repo}  (or: make repo)"
@@ -238,6 +239,7 @@ class TritonServer:
         return f"{self.cfg.host}:{self.cfg.grpc_port}"
 
     def start(self, timeout: float = 120.0) -> None:
+        sweep_orphan_regions()  # a server killed earlier on this machine (or pod) left its RAM behind
         cmd = server_command(self.install, self.cfg)
         if self.log_file is not None:
             self._log_handle = self.log_file.open("ab")
@@ -289,6 +291,7 @@ class TritonServer:
     def stop(self, timeout: float = 30.0) -> int | None:
         if self.process is None:
             return None
+        regions = stub_regions(self.process.pid)  # freed below if a kill or crash left them behind
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)  # Triton drains in-flight requests on SIGINT
             try:
@@ -296,6 +299,7 @@ class TritonServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+        sweep_orphan_regions(min_age_s=2.0, known=regions)
         if self._log_handle:
             self._log_handle.close()
         return self.process.returncode
