@@ -20,7 +20,6 @@ import base64
 import io
 import json
 import os
-import platform
 import random
 import re
 import statistics
@@ -37,18 +36,11 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from machine import describe, machine_info
+
 ROOT = Path(__file__).resolve().parents[1]
 EVAL = ROOT.parent / "shared" / "eval"
 RESULTS = ROOT / "perf" / "results"
-
-
-def cpu() -> dict[str, object]:
-    text = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    model = re.search(r"Model name:\s*(.+)", text)
-    flags = re.search(r"Flags:\s*(.+)", text)
-    return {"model": model.group(1).strip() if model else platform.processor(),
-            "isa": sorted(f for f in (flags.group(1).split() if flags else []) if f.startswith(("avx", "amx"))),
-            "cpus": len(re.findall(r"^processor", Path("/proc/cpuinfo").read_text(), re.M))}
 
 
 def one_megapixel_jpeg() -> bytes:
@@ -214,7 +206,7 @@ def main() -> int:
 
     report = {
         "command": " ".join(["python", "perf/gateway_overhead.py", *sys.argv[1:]]),
-        "cpu": cpu(), "machine": platform.platform(),
+        "machine": machine_info(),
         "load_average_1_5_15": {"before": load_before, "after": load_after},
         "engine": "isnet-tiny at 256 px, synthetic weights (a short model step keeps the figure about the gateway)",
         "image": {"size": [1024, 1024], "jpeg_bytes": len(image)},
@@ -229,7 +221,7 @@ def main() -> int:
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(report, indent=2) + "\n")
     plot(report, a.out.with_suffix(".png"))
-    print(json.dumps({k: report[k] for k in ("cpu", "kinds")}, indent=2))
+    print(json.dumps({k: report[k] for k in ("machine", "kinds")}, indent=2))
     return 0
 
 
@@ -247,7 +239,7 @@ def plot(report: dict, path: Path) -> None:
     ax.set_xlabel("concurrent requests")
     ax.set_ylabel("requests/s (1 MP image)")
     o = report["overhead_ms"]
-    ax.set_title(f"gateway overhead: median {o['median']:.1f} ms, p90 {o['p90']:.1f} ms\n{report['cpu']['model']}",
+    ax.set_title(f"gateway overhead: median {o['median']:.1f} ms, p90 {o['p90']:.1f} ms\n{describe(report['machine'])}",
                  fontsize=9)
     ax.legend()
     ax.grid(alpha=0.3)

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -23,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from perf.prediction_range import cpu  # noqa: E402
+from perf.machine import machine_info  # noqa: E402
 
 STEPS = ("preprocess", "postprocess")
 
@@ -93,8 +91,8 @@ def main() -> int:
         watchdog.stop()
         server.stop()
     report = {
-        "command": " ".join(["python", *sys.argv]), "machine": platform.platform(), "cpus": os.cpu_count(),
-        "cpu": cpu(), "cases": len(CASES), "corpus_seconds": round(elapsed, 1),
+        "command": " ".join(["python", *sys.argv]),
+        "machine": machine_info(), "cases": len(CASES), "corpus_seconds": round(elapsed, 1),
         "unexpected_results": failures,
         "note": "MB; 'before' is after warm-up with valid requests (peak since the stub started), 'after' "
                 "follows the whole corpus mixed with valid requests; per_kind is the peak reached by one class "

@@ -17,9 +17,6 @@ import argparse
 import csv
 import io
 import json
-import os
-import platform
-import subprocess
 import sys
 from pathlib import Path
 
@@ -31,6 +28,8 @@ from rmbg_backend.engines import make_engine
 from rmbg_backend.families import family
 from rmbg_backend.mask import NO_CONTRAST_RANGE
 from rmbg_backend.resize import resize_bilinear, to_model_input
+
+from machine import machine_info
 
 ROOT = Path(__file__).resolve().parents[1]
 EVAL = ROOT.parent / "shared" / "eval"
@@ -62,14 +61,6 @@ def prediction_range(engine, data: bytes, spec) -> dict[str, float]:
             "median": float(np.median(full))}
 
 
-def cpu() -> dict[str, str]:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    flags = fields.get("Flags", "").split()
-    return {"model": fields.get("Model name", "").strip(),
-            "isa": " ".join(f for f in flags if f.startswith(("avx", "amx", "fma")))}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default=str(ROOT / "model_repository" / "isnet" / "1" / "model.onnx"))
@@ -84,8 +75,8 @@ def main() -> None:
     real_min = min(v["range"] for v in real.values())
     blank_max = max(v["range"] for v in blank.values())
     report = {
-        "command": " ".join(["python", *sys.argv]), "machine": platform.platform(), "cpus": os.cpu_count(),
-        "cpu": cpu(), "weights": "imgly-isnet (npm @imgly/background-removal-data, IS-Net medium)",
+        "command": " ".join(["python", *sys.argv]),
+        "machine": machine_info(), "weights": "imgly-isnet (npm @imgly/background-removal-data, IS-Net medium)",
         "engine": "onnxruntime f32", "threshold": NO_CONTRAST_RANGE,
         "eval_photos": len(real), "eval_min_range": real_min,
         "eval_min_range_photo": min(real, key=lambda k: real[k]["range"]),

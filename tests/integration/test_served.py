@@ -155,20 +155,24 @@ def test_cli_reports_unreachable_server(tmp_path, small_jpeg):
     assert proc.returncode == 2 and "not reachable" in proc.stderr
 
 
-def test_info_is_json_and_times_every_step_within_the_call(triton, pairs):
-    """The largest eval photo: every step reports its own time, and together they fit inside
-    the wall time the client saw. Their shares of model time are a speed target, measured by
-    `make bench` (perf/bench.py), not here: a busy CI machine would make that flaky."""
-    big = max(pairs, key=lambda p: p.width * p.height)
+def test_info_is_json_and_model_step_dominates(triton, pairs):
+    """A photo of the eval set's median size: every step reports its own time, together they
+    fit inside the wall time the client saw, and the model's is the largest by far (there,
+    decode + pre + post + encode take about 4% of it; asserting under half leaves room for a
+    busy machine, yet catches a step timed in the wrong place or unit). The 10% target itself,
+    and the large photos where encoding grows, are measured by `make bench`, not here."""
+    by_size = sorted(pairs, key=lambda p: p.width * p.height)
+    photo = by_size[len(by_size) // 2]
     t0 = time.perf_counter()
-    result = RmbgClient(triton.grpc_url).remove(big.image.read_bytes())
+    result = RmbgClient(triton.grpc_url).remove(photo.image.read_bytes())
     wall_ms = (time.perf_counter() - t0) * 1000
     t = result.info["timings"]
     assert json.loads(json.dumps(result.info)) == result.info
-    assert open_result(result.data).size == (big.width, big.height)
+    assert open_result(result.data).size == (photo.width, photo.height)
     steps = ("decode_ms", "preprocess_ms", "model_ms", "postprocess_ms", "encode_ms")
     assert all(t[k] > 0 for k in steps), t
     assert sum(t[k] for k in steps) < wall_ms, (t, wall_ms)
+    assert sum(t[k] for k in steps if k != "model_ms") < 0.5 * t["model_ms"], t
 
 
 def _as_another_user(*cmd: str) -> subprocess.CompletedProcess:

@@ -73,6 +73,11 @@ FAL_QUEUE_PREFIX = "/queue/fal-ai/bria/background"
 GMI_PATH = "/api/v1/ie/requestqueue/apikey/requests"
 
 
+# Printable ASCII that a JSON string holds as is. Deleting these from a string's bytes leaves only
+# what would need escaping; that test costs 0.5 ms on a 1.6 MB base64 image (str.isprintable: 4.6 ms).
+_JSON_PLAIN = bytes(c for c in range(0x20, 0x7F) if c not in b'"\\')
+
+
 class BlobJSONResponse(JSONResponse):
     """JSON whose long strings (base64 images, data URIs) are spliced in rather than escaped and copied:
     a 1 MP cut-out is 1.6 MB of base64, and encoding it as a JSON string costs more than the rest."""
@@ -86,10 +91,11 @@ class BlobJSONResponse(JSONResponse):
                 return {k: lift(v) for k, v in value.items()}
             if isinstance(value, list):
                 return [lift(v) for v in value]
-            if isinstance(value, str) and len(value) > 4096 and value.isascii() and value.isprintable() \
-                    and '"' not in value and "\\" not in value:
-                blobs.append(value.encode("ascii"))
-                return f"{token}{len(blobs) - 1}{token}"
+            if isinstance(value, str) and len(value) > 4096 and value.isascii():
+                raw = value.encode("ascii")
+                if not raw.translate(None, _JSON_PLAIN):  # nothing left: no byte needs escaping
+                    blobs.append(raw)
+                    return f"{token}{len(blobs) - 1}{token}"
             return value
 
         text = json.dumps(lift(content), ensure_ascii=False, separators=(",", ":")).encode()
