@@ -12,7 +12,6 @@ is refused above the same byte cap before it is decoded. No error message quotes
 
 from __future__ import annotations
 
-import base64
 import binascii
 import io
 import re
@@ -21,6 +20,13 @@ from typing import Any
 
 from rmbg_client.errors import ImageInputError
 from rmbg_client.fetch import DEFAULT_POLICY, FetchPolicy, fetch_async, run_sync
+
+try:  # SIMD base64 (the server and gateway extras install it): a 1.2 MB cut-out in 0.1 ms, not 3.5
+    from pybase64 import b64decode as _b64decode
+    from pybase64 import b64encode as _b64encode
+except ImportError:  # the client-only install: the standard library, same results
+    from base64 import b64decode as _b64decode
+    from base64 import b64encode as _b64encode
 
 _DATA_URI = re.compile(r"^data:(?P<mime>[\w.+/-]*)(?:;[\w=.-]+)*?(?P<b64>;base64)?,(?P<data>.*)$", re.S)
 # Leading bytes of the formats a base64 string is likely to carry (used only to tell base64 from paths).
@@ -149,17 +155,17 @@ async def to_image_bytes_async(value: Any, *, policy: FetchPolicy = DEFAULT_POLI
 
 def _try_b64(text: str) -> bytes | None:
     try:
-        return base64.b64decode(text, validate=True)
+        return _b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         pass
     try:  # MIME-style base64 with line breaks
-        return base64.b64decode("".join(text.split()), validate=True)
+        return _b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError):
         return None
 
 
 def to_base64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
+    return _b64encode(data).decode("ascii")
 
 
 def to_data_uri(data: bytes, content_type: str) -> str:
