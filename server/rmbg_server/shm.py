@@ -63,10 +63,10 @@ def _is_triton(proc_entry: Path) -> bool:
 
 
 def orphan_regions(min_age_s: float = 60.0, shm_dir: Path = SHM_DIR, proc: Path = PROC,
-                   now: float | None = None, names: frozenset[str] | None = None) -> list[Path]:
-    """This user's Python-backend regions (only ``names``, if given) that nobody maps and that
-    nobody has written to for ``min_age_s`` (tmpfs moves the mtime on every write)."""
-    if not shm_dir.is_dir() or names == frozenset():
+                   now: float | None = None, known: frozenset[str] = frozenset()) -> list[Path]:
+    """This user's Python-backend regions that nobody maps and that nobody has written to for
+    ``min_age_s`` (tmpfs moves the mtime on every write); those named in ``known`` at any age."""
+    if not shm_dir.is_dir():
         return []
     mapped = mapped_names(shm_dir, proc)
     if mapped is None:
@@ -74,23 +74,22 @@ def orphan_regions(min_age_s: float = 60.0, shm_dir: Path = SHM_DIR, proc: Path 
     now = time.time() if now is None else now
     uid = os.getuid()
     found = []
-    candidates = shm_dir.glob(f"{REGION_PREFIX}*") if names is None else (shm_dir / n for n in names)
-    for path in candidates:
+    for path in shm_dir.glob(f"{REGION_PREFIX}*"):
         try:
             st = path.stat()
         except FileNotFoundError:
             continue
-        if st.st_uid == uid and path.name not in mapped and now - st.st_mtime >= min_age_s:
+        if st.st_uid == uid and path.name not in mapped and (path.name in known or now - st.st_mtime >= min_age_s):
             found.append(path)
     return found
 
 
-def stub_regions(server_pid: int, proc: Path = PROC) -> frozenset[str]:
+def stub_regions(server_pid: int) -> frozenset[str]:
     """The regions the live stubs of ``server_pid`` use (a stub's argv[2] names its region)."""
     names = set()
     for pid in stub_processes(server_pid):
         try:
-            argv = (proc / str(pid) / "cmdline").read_bytes().split(b"\0")
+            argv = (PROC / str(pid) / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
         if len(argv) > 2 and argv[2].startswith(REGION_PREFIX.encode()):
@@ -105,7 +104,7 @@ def sweep_orphan_regions(min_age_s: float = 60.0, shm_dir: Path = SHM_DIR, proc:
     Returns the bytes freed, and logs them.
     """
     freed = count = 0
-    for path in {*orphan_regions(min_age_s, shm_dir, proc), *orphan_regions(0.0, shm_dir, proc, names=known)}:
+    for path in orphan_regions(min_age_s, shm_dir, proc, known=known):
         try:
             size = path.stat().st_size
             path.unlink()

@@ -6,25 +6,14 @@ from __future__ import annotations
 import os
 import signal
 import time
-from pathlib import Path
 
 import pytest
 
 from rmbg_client import RmbgClient
 from rmbg_server.launcher import ServerConfig, TritonServer
-from rmbg_server.shm import REGION_PREFIX, SHM_DIR, mapped_names
-from rmbg_server.watchdog import stub_processes
+from rmbg_server.shm import REGION_PREFIX, SHM_DIR, mapped_names, stub_regions
 
 pytestmark = pytest.mark.triton
-
-
-def _stub_regions(server_pid: int) -> set[Path]:
-    """argv[2] of every stub is the region the server made for it."""
-    regions = set()
-    for pid in stub_processes(server_pid):
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        regions.add(SHM_DIR / argv[2].decode())
-    return regions
 
 
 def test_regions_of_a_killed_server_are_freed(tiny_repository, small_jpeg, tmp_path, caplog):
@@ -33,7 +22,7 @@ def test_regions_of_a_killed_server_are_freed(tiny_repository, small_jpeg, tmp_p
     server.start(timeout=120)
     try:
         RmbgClient(server.grpc_url).remove(small_jpeg)
-        regions = _stub_regions(server.process.pid)
+        regions = {SHM_DIR / name for name in stub_regions(server.process.pid)}
         assert len(regions) >= 3 and all(r.name.startswith(REGION_PREFIX) and r.exists() for r in regions)
         time.sleep(2.5)  # older than the grace period the sweep gives regions a server has not mapped yet
         os.killpg(server.process.pid, signal.SIGKILL)
