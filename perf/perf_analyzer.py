@@ -195,10 +195,13 @@ def write_csv(rows: list[dict], path: Path) -> None:
 
 def engine_precision(repo: Path, model: str = "isnet") -> str | None:
     """The precision `build-repo` wrote into the engine's config (int8 is the CPU default)."""
-    config = repo / model / "config.pbtxt"
-    found = re.search(r'key: "precision" value: \{ string_value: "([^"]+)" \}', config.read_text()) \
-        if config.is_file() else None
-    return found.group(1) if found else None
+    from rmbg_export.configs import parse
+
+    path = repo / model / "config.pbtxt"
+    if not path.is_file():
+        return None
+    parameters = parse(path.read_text()).parameters
+    return parameters["precision"].string_value if "precision" in parameters else None
 
 
 def main() -> int:

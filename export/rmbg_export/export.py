@@ -25,9 +25,9 @@ log = logging.getLogger(__name__)
 
 def build_model(variant: str, weights: Weights):
     """Our definition of ``variant`` with ``weights`` loaded strictly (or the synthetic fill)."""
-    from rmbg_export.models import create_model
-    from rmbg_export.models.checkpoint import load_checkpoint, read_state_dict
-    from rmbg_export.models.reference import synthetic_state_dict
+    from rmbg_models import create_model
+    from rmbg_models.checkpoint import load_checkpoint, read_state_dict
+    from rmbg_models.reference import synthetic_state_dict
 
     model = create_model(variant)
     if weights.kind == "synthetic":
@@ -37,7 +37,7 @@ def build_model(variant: str, weights: Weights):
         assert weights.path is not None
         load_checkpoint(model, read_state_dict(weights.path))
     elif weights.kind == "onnx" and family_of_variant(variant).name == "isnet":
-        from rmbg_export.models.isnet_onnx import state_dict_from_onnx
+        from rmbg_models.isnet_onnx import state_dict_from_onnx
 
         assert weights.path is not None
         load_checkpoint(model, state_dict_from_onnx(model, weights.path))
@@ -58,7 +58,7 @@ def variant_for(family_name: str, weights: Weights) -> str:
             return known.variant
     if family_name != "birefnet" or weights.kind == "synthetic" or weights.path is None:
         return fam.default_variant
-    from rmbg_export.models.checkpoint import read_state_dict, strip_prefixes
+    from rmbg_models.checkpoint import read_state_dict, strip_prefixes
 
     width = strip_prefixes(read_state_dict(weights.path)).get("bb.patch_embed.proj.weight")
     return "birefnet-lite" if width is not None and width.shape[0] == 96 else "birefnet"

@@ -1,6 +1,6 @@
 """The model-family registry: one record per family, read by build, export, the CLI and the servers.
 
-Adding a family means writing its PyTorch definition (``rmbg_export.models``) and one
+Adding a family means writing its PyTorch definition (``rmbg_models``) and one
 ``Family`` record here. Everything that differs between families lives in the record:
 the pre/post-processing recipe, the variants, the input-size multiple, the licence of each
 weights source and the hook that turns a published ONNX file into our serving form.
@@ -64,7 +64,7 @@ class Family:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     mask_normalization: str
-    variants: tuple[str, ...]  # names of PyTorch definitions in rmbg_export.models
+    variants: tuple[str, ...]  # names of PyTorch definitions in rmbg_models
     default_variant: str
     size_multiple: int  # the model input's height and width must be multiples of this
     default_size: int = 1024

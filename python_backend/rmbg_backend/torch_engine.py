@@ -76,9 +76,9 @@ def load_model(variant: str, weights: Path, precision: str = "f32", device: str 
     import torch
     from torch import nn
 
-    from rmbg_export.models import create_model
-    from rmbg_export.models.checkpoint import load_checkpoint
-    from rmbg_export.models.fuse import fold_batchnorm
+    from rmbg_models import create_model
+    from rmbg_models.checkpoint import load_checkpoint
+    from rmbg_models.fuse import fold_batchnorm
 
     model = create_model(variant)
     load_checkpoint(model, Path(weights))

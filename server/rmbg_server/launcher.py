@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -35,24 +34,25 @@ class LaunchError(RuntimeError):
     """The server could not be started; the message says what to install or change."""
 
 
-def _engine_files_needed(config: str) -> list[str]:
+def _engine_files_needed(text: str) -> list[str]:
     """The files a model's version directory must hold, from its config.pbtxt text.
 
     Our Python engines name their weights in an ``engine_file`` parameter; native platforms use
     ``default_model_filename`` or the platform's default name. Ensembles need nothing.
     """
-    if re.search(r'platform:\s*"ensemble"', config):
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    config = text_format.Parse(text, mc.ModelConfig())
+    if config.platform == "ensemble":
         return []
-    named = re.search(r'default_model_filename:\s*"([^"]+)"', config)
-    if re.search(r'platform:\s*"tensorrt_plan"', config):
-        return [named.group(1) if named else "model.plan"]
-    if re.search(r'platform:\s*"onnxruntime_onnx"', config):
-        return [named.group(1) if named else "model.onnx"]
-    needed = ["model.py"]
-    engine = re.search(r'key:\s*"engine_file"\s*value:\s*\{\s*string_value:\s*"([^"]+)"', config)
-    if engine and engine.group(1).endswith(".xml"):  # an OpenVINO IR: its weights sit beside it
-        return [*needed, engine.group(1), engine.group(1).removesuffix(".xml") + ".bin"]
-    return needed + ([engine.group(1)] if engine else [])
+    default = {"tensorrt_plan": "model.plan", "onnxruntime_onnx": "model.onnx"}.get(config.platform)
+    if default:
+        return [config.default_model_filename or default]
+    engine = config.parameters["engine_file"].string_value if "engine_file" in config.parameters else ""
+    if engine.endswith(".xml"):  # an OpenVINO IR: its weights sit beside it
+        return ["model.py", engine, engine.removesuffix(".xml") + ".bin"]
+    return ["model.py"] + ([engine] if engine else [])
 
 
 def check_repository(repo: Path) -> None:
@@ -63,7 +63,12 @@ def check_repository(repo: Path) -> None:
     problems = []
     for config in configs:
         version = config.parent / "1"
-        missing = [f for f in _engine_files_needed(config.read_text()) if not (version / f).is_file()]
+        try:
+            needed = _engine_files_needed(config.read_text())
+        except Exception as exc:  # noqa: BLE001 - text_format.ParseError: say which file, and rebuild
+            problems.append(f"{config} does not parse ({str(exc)[:200]})")
+            continue
+        missing = [f for f in needed if not (version / f).is_file()]
         if missing:
             problems.append(f"{config.parent.name} lacks {', '.join(str(version / f) for f in missing)}")
     if problems:

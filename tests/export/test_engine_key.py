@@ -18,7 +18,8 @@ from rmbg_export.engine_key import (
     slug,
 )
 from rmbg_export.export import export_variant
-from rmbg_export.repository import RepositorySettings, write_repository
+from rmbg_export.configs import RepositorySettings, parse
+from rmbg_export.repository import write_repository
 
 H100 = [Gpu("NVIDIA H100 80GB HBM3", "9.0")]
 TRT = BuildSettings("isnet", "imgly-isnet", "gpu-trt")
@@ -91,11 +92,13 @@ def test_gpu_ort_engine_cache_lives_in_the_repository_with_a_batch_profile(tmp_p
     engine = tmp_path / "m.onnx"
     export_variant("isnet-tiny", "synthetic", engine, (64, 64))
     write_repository(tmp_path / "repo", family("isnet").spec(64), engine, RepositorySettings("gpu-ort", "fp16", 8))
-    config = (tmp_path / "repo" / "isnet" / "config.pbtxt").read_text()
+    config = parse((tmp_path / "repo" / "isnet" / "config.pbtxt").read_text())
+    (accelerator,) = config.optimization.execution_accelerators.gpu_execution_accelerator
+    assert accelerator.name == "tensorrt"
     cache = (tmp_path / "repo" / "isnet" / "trt_cache").resolve()
     assert cache.is_dir()
     for key, value in [("trt_engine_cache_path", str(cache)), ("trt_timing_cache_path", str(cache)),
                        ("trt_engine_cache_enable", "1"), ("trt_profile_min_shapes", "input:1x3x64x64"),
                        ("trt_profile_opt_shapes", "input:4x3x64x64"),
                        ("trt_profile_max_shapes", "input:8x3x64x64"), ("trt_layer_norm_fp32_fallback", "1")]:
-        assert f'parameters {{ key: "{key}" value: "{value}" }}' in config
+        assert accelerator.parameters[key] == value

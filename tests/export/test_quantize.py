@@ -98,7 +98,8 @@ def test_quantized_ir_records_its_calibration_and_serves_as_int8(quantized, tiny
 
 def test_int8_repository_holds_the_ir_pair_and_refuses_mismatched_precisions(quantized, tiny_onnx, tmp_path):
     from rmbg_export import metadata
-    from rmbg_export.repository import RepositorySettings, write_repository
+    from rmbg_export.configs import RepositorySettings, parse
+    from rmbg_export.repository import write_repository
     from rmbg_server.launcher import LaunchError, check_repository
 
     xml, _ = quantized
@@ -107,9 +108,8 @@ def test_int8_repository_holds_the_ir_pair_and_refuses_mismatched_precisions(qua
     assert json.loads(meta["rmbg.quantization"])["seed"] == 7
     assert RepositorySettings().precision == "int8"  # the CPU default
     write_repository(tmp_path / "r", SPEC, xml)
-    engine = (tmp_path / "r" / "isnet" / "config.pbtxt").read_text()
-    assert 'key: "engine_file" value: { string_value: "model.xml" }' in engine
-    assert 'key: "precision" value: { string_value: "int8" }' in engine
+    engine = parse((tmp_path / "r" / "isnet" / "config.pbtxt").read_text()).parameters
+    assert engine["engine_file"].string_value == "model.xml" and engine["precision"].string_value == "int8"
     version = tmp_path / "r" / "isnet" / "1"
     assert version.joinpath("model.bin").stat().st_ino == xml.with_suffix(".bin").stat().st_ino  # hard link
     check_repository(tmp_path / "r")

@@ -1,4 +1,4 @@
-"""The repository writer: configs from typed structures, settings from flags, provenance checked."""
+"""The repository writer: configs from Triton's protobuf schema, settings from flags, provenance checked."""
 
 from __future__ import annotations
 
@@ -6,15 +6,29 @@ import json
 
 import onnx
 import pytest
+from tritonclient.grpc import model_config_pb2 as mc
 
 from rmbg_backend.decode import Limits
 from rmbg_backend.families import family
 from rmbg_export import metadata
 from rmbg_export.export import export_variant
-from rmbg_export.repository import RepositorySettings, Tensor, engine_config, write_repository
+from rmbg_export.configs import RepositorySettings, engine_config, parse, render, tensor
+from rmbg_export.repository import write_repository
 from rmbg_server.launcher import LaunchError, check_repository
 
-F32 = RepositorySettings(precision="f32")  # the tiny engine is an ONNX file; the CPU default (int8) is an IR
+F32 = RepositorySettings(precision="f32")
+
+
+def read_config(repo, model: str) -> mc.ModelConfig:
+    return parse((repo / model / "config.pbtxt").read_text())
+
+
+def params(config: mc.ModelConfig) -> dict[str, str]:
+    return {k: v.string_value for k, v in config.parameters.items()}
+
+
+def tensors(items) -> list[tuple[str, str, list[int]]]:
+    return [(t.name, mc.DataType.Name(t.data_type), list(t.dims)) for t in items]  # the tiny engine is an ONNX file; the CPU default (int8) is an IR
 
 
 @pytest.fixture(scope="module")
@@ -29,16 +43,16 @@ def test_settings_reach_the_generated_configs(tmp_path, tiny_engine):
                                   engine_instances=2, threads=7, cpu_engine="onnxruntime",
                                   limits=Limits(max_side=4096))
     write_repository(tmp_path, family("isnet").spec(64), tiny_engine, settings)
-    pre = (tmp_path / "preprocess_isnet" / "config.pbtxt").read_text()
-    post = (tmp_path / "postprocess_isnet" / "config.pbtxt").read_text()
-    engine = (tmp_path / "isnet" / "config.pbtxt").read_text()
-    ensemble = (tmp_path / "rmbg_isnet" / "config.pbtxt").read_text()
-    assert "max_batch_size: 8" in pre and "count: 3" in pre and "count: 5" in post and "count: 2" in engine
-    assert '"max_side": 4096' in pre.replace('\\"', '"')
-    assert 'key: "threads" value: { string_value: "7" }' in engine
-    assert 'key: "engine" value: { string_value: "onnxruntime" }' in engine
-    assert 'key: "engine_file" value: { string_value: "model.onnx" }' in engine
-    assert 'platform: "ensemble"' in ensemble and 'model_name: "postprocess_isnet"' in ensemble
+    pre, post, engine, ensemble = (read_config(tmp_path, m) for m in
+                                   ("preprocess_isnet", "postprocess_isnet", "isnet", "rmbg_isnet"))
+    assert pre.max_batch_size == 8 and pre.instance_group[0].count == 3
+    assert post.instance_group[0].count == 5 and engine.instance_group[0].count == 2
+    assert json.loads(pre.parameters["limits"].string_value)["max_side"] == 4096
+    assert params(engine) == {"threads": "7", "engine": "onnxruntime", "engine_file": "model.onnx",
+                              "precision": "f32"}
+    assert ensemble.platform == "ensemble"
+    assert [s.model_name for s in ensemble.ensemble_scheduling.step] == ["preprocess_isnet", "isnet",
+                                                                          "postprocess_isnet"]
     assert (tmp_path / "isnet" / "1" / "model.onnx").stat().st_ino == tiny_engine.stat().st_ino  # hard link
     check_repository(tmp_path)  # complete: the launcher accepts it
 
@@ -52,9 +66,21 @@ def test_bad_settings_name_the_flag():
         RepositorySettings(target="tpu")
 
 
-def test_tensor_pbtxt():
-    assert Tensor("PIXELS", "UINT8", (-1, -1, -1), ragged=True).pbtxt() == (
-        '{ name: "PIXELS" data_type: TYPE_UINT8 dims: [ -1, -1, -1 ] allow_ragged_batch: true }')
+def test_tensor_is_triton_s_own_message():
+    t = tensor("PIXELS", "UINT8", (-1, -1, -1), ragged=True)
+    assert (t.name, list(t.dims), t.allow_ragged_batch, t.optional) == ("PIXELS", [-1, -1, -1], True, False)
+    with pytest.raises(ValueError):  # a dtype Triton does not have is refused when the config is built
+        tensor("X", "UINT7", (1,))
+
+
+def test_every_generated_config_parses_back(tmp_path, tiny_engine):
+    written = write_repository(tmp_path, family("isnet").spec(64), tiny_engine, F32)
+    configs = [p for p in written if p.name == "config.pbtxt"]
+    assert len(configs) == 4
+    for path in configs:
+        config = parse(path.read_text())
+        assert config.name == path.parent.name
+        assert render(config) == path.read_text()  # the file is exactly the rendered message
 
 
 def test_provenance_is_stamped_and_checked(tmp_path, tiny_engine):
@@ -81,7 +107,7 @@ def test_launcher_refuses_a_repository_without_its_engine_file(tmp_path, tiny_en
 def test_gpu_torch_configs_carry_uint8_pixels_and_the_engine_settings(tmp_path):
     from safetensors.torch import save_file
 
-    from rmbg_export.models import create_model
+    from rmbg_models import create_model
 
     weights = tmp_path / "w.safetensors"
     save_file({k: v.contiguous() for k, v in create_model("birefnet-tiny").state_dict().items()}, str(weights))
@@ -90,17 +116,15 @@ def test_gpu_torch_configs_carry_uint8_pixels_and_the_engine_settings(tmp_path):
     spec = family("birefnet").spec(64)
     written = write_repository(tmp_path / "repo", spec, weights, settings, variant="birefnet-tiny")
     repo = tmp_path / "repo"
-    engine = (repo / "birefnet" / "config.pbtxt").read_text()
-    pre = (repo / "preprocess_birefnet" / "config.pbtxt").read_text()
-    post = (repo / "postprocess_birefnet" / "config.pbtxt").read_text()
-    assert 'backend: "python"' in engine and "kind: KIND_GPU count: 2" in engine and "max_batch_size: 16" in engine
-    assert '{ name: "input" data_type: TYPE_UINT8 dims: [ 3, 64, 64 ] }' in engine
-    assert '{ name: "input" data_type: TYPE_UINT8 dims: [ 3, 64, 64 ] }' in pre
-    assert 'key: "model_input" value: { string_value: "uint8" }' in pre
-    assert '{ name: "mask" data_type: TYPE_FP32 dims: [ 1, 64, 64 ] }' in post
+    engine, pre, post = (read_config(repo, m) for m in ("birefnet", "preprocess_birefnet", "postprocess_birefnet"))
+    assert engine.backend == "python" and engine.max_batch_size == 16
+    assert (engine.instance_group[0].kind, engine.instance_group[0].count) == (mc.ModelInstanceGroup.KIND_GPU, 2)
+    assert tensors(engine.input) == tensors(pre.output)[:1] == [("input", "TYPE_UINT8", [3, 64, 64])]
+    assert params(pre)["model_input"] == "uint8"
+    assert tensors(post.input)[0] == ("mask", "TYPE_FP32", [1, 64, 64])
     for key, value in (("variant", "birefnet-tiny"), ("precision", "bf16"), ("graphs", "compile"),
                        ("device", "cuda"), ("max_batch", "16"), ("engine_file", "model.safetensors")):
-        assert f'key: "{key}" value: {{ string_value: "{value}" }}' in engine
+        assert params(engine)[key] == value
     assert (repo / "birefnet" / "1" / "model.py").read_text().startswith('"""Triton adapter: our PyTorch')
     assert repo / "birefnet" / "1" / "model.safetensors" in written
     check_repository(repo)
@@ -108,8 +132,8 @@ def test_gpu_torch_configs_carry_uint8_pixels_and_the_engine_settings(tmp_path):
 
 def test_gpu_torch_on_the_cpu_runs_eager_on_cpu_instances(tmp_path):
     settings = RepositorySettings(target="gpu-torch", precision="f32", device="cpu")
-    config = engine_config(family("isnet").spec(64), settings, variant="isnet-tiny").pbtxt()
-    assert "kind: KIND_CPU" in config and 'key: "graphs" value: { string_value: "none" }' in config
+    config = engine_config(family("isnet").spec(64), settings, variant="isnet-tiny")
+    assert config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU and params(config)["graphs"] == "none"
     with pytest.raises(ValueError, match="needs the variant"):
         engine_config(family("isnet").spec(64), settings)
     with pytest.raises(ValueError, match="--precision int8 is not offered for --target gpu-torch"):

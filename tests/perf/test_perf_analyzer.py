@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from rmbg_backend.families import family
-from rmbg_export.repository import RepositorySettings, engine_config
+from rmbg_export.configs import RepositorySettings, engine_config, render
 from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "perf"))
@@ -18,7 +18,7 @@ from perf_analyzer import engine_precision  # noqa: E402  (perf/ holds scripts, 
 def test_precision_is_read_from_the_config_build_repo_writes(tmp_path, precision):
     config = engine_config(family("isnet").spec(64), RepositorySettings(precision=precision))
     (tmp_path / "isnet").mkdir()
-    (tmp_path / "isnet" / "config.pbtxt").write_text(config.pbtxt())
+    (tmp_path / "isnet" / "config.pbtxt").write_text(render(config))
     assert engine_precision(tmp_path) == precision
 
 

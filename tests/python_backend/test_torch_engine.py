@@ -16,8 +16,8 @@ from safetensors.torch import save_file
 from rmbg_backend.families import family
 from rmbg_backend.resize import to_model_input, to_model_pixels
 from rmbg_backend.torch_engine import TorchEngine, TorchSettings, load_model
-from rmbg_export.models import create_model
-from rmbg_export.models.reference import synthetic_state_dict
+from rmbg_models import create_model
+from rmbg_models.reference import synthetic_state_dict
 
 SIZE = 64
 

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rmbg_export.models.registry import register_model
+from rmbg_models.registry import register_model
 
 __all__ = ["ConvBnReLU", "RSU", "ISNet"]
 

@@ -16,8 +16,8 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from rmbg_export.models import create_model
-from rmbg_export.models.reference import load_schema, reference_image, synthetic_state_dict
+from rmbg_models import create_model
+from rmbg_models.reference import load_schema, reference_image, synthetic_state_dict
 from tests.conftest import REFERENCE
 
 # README "Tolerances": >10x the float32 noise, below every structural mistake listed there.

@@ -42,9 +42,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rmbg_export.models.deform import DeformableConv2d
-from rmbg_export.models.registry import register_model
-from rmbg_export.models.swin import SwinConfig, SwinTransformer
+from rmbg_models.deform import DeformableConv2d
+from rmbg_models.registry import register_model
+from rmbg_models.swin import SwinConfig, SwinTransformer
 
 __all__ = ["BiRefNetConfig", "BiRefNet", "PatchOrder", "stack_patches"]
 

@@ -17,10 +17,10 @@ import torch
 from PIL import Image
 
 from rmbg_export.export import build_model, export_onnx
-from rmbg_export.models import create_model
-from rmbg_export.models.checkpoint import CheckpointError, load_checkpoint
-from rmbg_export.models.isnet_onnx import onnx_convolutions, state_dict_from_onnx
-from rmbg_export.models.reference import synthetic_state_dict
+from rmbg_models import create_model
+from rmbg_models.checkpoint import CheckpointError, load_checkpoint
+from rmbg_models.isnet_onnx import onnx_convolutions, state_dict_from_onnx
+from rmbg_models.reference import synthetic_state_dict
 from rmbg_export.sources import resolve
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rmbg_export.models.checkpoint import CheckpointError
+from rmbg_models.checkpoint import CheckpointError
 
 _CONV_NODE = re.compile(r"^/(?P<path>.+)/Conv(?:_\d+)?$")
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from rmbg_export.models import birefnet, isnet  # noqa: F401 - importing registers the variants
-from rmbg_export.models.registry import REGISTRY
+from rmbg_models import birefnet, isnet  # noqa: F401 - importing registers the variants
+from rmbg_models.registry import REGISTRY
 
 
 def list_models() -> list[str]:

@@ -6,9 +6,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from rmbg_export.models import create_model
-from rmbg_export.models.checkpoint import CheckpointError, load_checkpoint, read_state_dict
-from rmbg_export.models.reference import synthetic_state_dict
+from rmbg_models import create_model
+from rmbg_models.checkpoint import CheckpointError, load_checkpoint, read_state_dict
+from rmbg_models.reference import synthetic_state_dict
 
 
 @pytest.fixture(scope="module")

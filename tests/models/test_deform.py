@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from rmbg_export.models.deform import DeformableConv2d, deform_conv2d
+from rmbg_models.deform import DeformableConv2d, deform_conv2d
 
 
 def bilinear_zero_outside(img: np.ndarray, y: float, x: float) -> np.ndarray:

@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 import torch
 
-from rmbg_export.models import create_model, list_models
-from rmbg_export.models.birefnet import BiRefNet, stack_patches
-from rmbg_export.models.reference import load_schema, synthetic_state_dict
+from rmbg_models import create_model, list_models
+from rmbg_models.birefnet import BiRefNet, stack_patches
+from rmbg_models.reference import load_schema, synthetic_state_dict
 from tests.conftest import REFERENCE
 
 PRED_MAX, PRED_MEAN, LOGITS_MAX = 1e-4, 1e-5, 1e-3
