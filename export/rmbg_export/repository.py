@@ -16,6 +16,8 @@ from pathlib import Path
 
 from rmbg_backend.families import ModelSpec, family
 from rmbg_export import metadata
+from rmbg_export.builders import servable_onnx
+from rmbg_export.cache import human_size
 from rmbg_export.configs import (
     RepositorySettings,
     engine_config,
@@ -25,8 +27,6 @@ from rmbg_export.configs import (
     preprocess_config,
     render,
 )
-from rmbg_export.builders import servable_onnx
-from rmbg_export.cache import human_size
 from rmbg_export.sources import resolve
 
 log = logging.getLogger(__name__)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from rmbg_backend.families import family
+from rmbg_export.configs import RepositorySettings, parse
 from rmbg_export.engine_key import (
     BuildSettings,
     Gpu,
@@ -18,7 +19,6 @@ from rmbg_export.engine_key import (
     slug,
 )
 from rmbg_export.export import export_variant
-from rmbg_export.configs import RepositorySettings, parse
 from rmbg_export.repository import write_repository
 
 H100 = [Gpu("NVIDIA H100 80GB HBM3", "9.0")]

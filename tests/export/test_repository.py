@@ -11,12 +11,12 @@ from tritonclient.grpc import model_config_pb2 as mc
 from rmbg_backend.decode import Limits
 from rmbg_backend.families import family
 from rmbg_export import metadata
-from rmbg_export.export import export_variant
 from rmbg_export.configs import RepositorySettings, engine_config, parse, render, tensor
+from rmbg_export.export import export_variant
 from rmbg_export.repository import write_repository
 from rmbg_server.launcher import LaunchError, check_repository
 
-F32 = RepositorySettings(precision="f32")
+F32 = RepositorySettings(precision="f32")  # the tiny engine is an ONNX file; the CPU default (int8) is an IR
 
 
 def read_config(repo, model: str) -> mc.ModelConfig:
@@ -28,7 +28,7 @@ def params(config: mc.ModelConfig) -> dict[str, str]:
 
 
 def tensors(items) -> list[tuple[str, str, list[int]]]:
-    return [(t.name, mc.DataType.Name(t.data_type), list(t.dims)) for t in items]  # the tiny engine is an ONNX file; the CPU default (int8) is an IR
+    return [(t.name, mc.DataType.Name(t.data_type), list(t.dims)) for t in items]
 
 
 @pytest.fixture(scope="module")

@@ -17,11 +17,11 @@ import torch
 from PIL import Image
 
 from rmbg_export.export import build_model, export_onnx
+from rmbg_export.sources import resolve
 from rmbg_models import create_model
 from rmbg_models.checkpoint import CheckpointError, load_checkpoint
 from rmbg_models.isnet_onnx import onnx_convolutions, state_dict_from_onnx
 from rmbg_models.reference import synthetic_state_dict
-from rmbg_export.sources import resolve
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
