@@ -23,9 +23,10 @@ from pathlib import Path
 
 import httpx
 
-from rmbg_server.cluster import LocalCluster
-from rmbg_server.cluster_scenario import handoff, kill_and_recover, load_with_kill, paused
-from rmbg_server.gateway.jobs import RedisJobStore
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the harness lives beside the tests it serves
+from rmbg_server.gateway.jobs import RedisJobStore  # noqa: E402
+from tests.harness.cluster import LocalCluster  # noqa: E402
+from tests.harness.scenario import handoff, kill_and_recover, load_with_kill, paused  # noqa: E402
 
 DEFAULT_IMAGE = Path(__file__).resolve().parents[2] / "shared" / "eval" / "images" / "ecssd_0039.jpg"
 

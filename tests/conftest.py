@@ -201,7 +201,7 @@ def other_loopback_server():
 @pytest.fixture(scope="session")
 def loopback_policy():
     """The fetch rules with this machine's loopback allowed, as a test needs to reach its own servers."""
-    from rmbg_client.fetch import FetchPolicy
+    from rmbg_hosted.fetch import FetchPolicy
 
     return FetchPolicy.allowing(["127.0.0.1/32"], timeout_s=10.0)
 
@@ -209,8 +209,8 @@ def loopback_policy():
 @pytest.fixture(scope="session")
 def redis_server():
     """One real redis-server per session (Debian's package), on a free loopback port, no persistence."""
-    from rmbg_server.cluster import RedisServer, find_redis_server
     from rmbg_server.launcher import LaunchError
+    from tests.harness.cluster import RedisServer, find_redis_server
 
     try:
         find_redis_server()

@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE_ROOTS = [ROOT / d for d in ("python_backend", "client", "export", "server")]
-PACKAGES = ("rmbg_backend", "rmbg_cli", "rmbg_client", "rmbg_export", "rmbg_server")
+PACKAGES = ("rmbg_backend", "rmbg_cli", "rmbg_client", "rmbg_export", "rmbg_hosted", "rmbg_models", "rmbg_server")
 # The server-side modules the client may share: contracts, written with the standard library only.
 LIGHT_BACKEND_MODULES = ("rmbg_backend.contract", "rmbg_backend.families", "rmbg_backend.options",
                          "rmbg_backend.errors")
@@ -104,12 +104,37 @@ def test_no_import_cycles(graph):
     assert _cycles(graph) == []
 
 
+def _package(module: str) -> str:
+    return module.split(".")[0]
+
+
+def _imports_of(graph: dict[str, set[str]], package: str) -> dict[str, set[str]]:
+    return {name: targets for name, targets in graph.items() if _package(name) == package}
+
+
 def test_the_client_library_imports_no_server_export_or_cli_code(graph):
+    """The client stands on the hosted-API package and the standard-library contract modules only."""
     allowed = set(LIGHT_BACKEND_MODULES)
-    for name, targets in graph.items():
-        if name.startswith("rmbg_client"):
-            bad = {t for t in targets if not t.startswith("rmbg_client") and t not in allowed}
-            assert not bad, f"{name} imports {bad}"
+    for name, targets in _imports_of(graph, "rmbg_client").items():
+        bad = {t for t in targets if _package(t) not in ("rmbg_client", "rmbg_hosted") and t not in allowed}
+        assert not bad, f"{name} imports {bad}"
+
+
+def test_the_hosted_api_package_stands_on_the_contracts_alone(graph):
+    """Both the client library and the gateway use it: it may use neither, nor any engine code."""
+    allowed = set(LIGHT_BACKEND_MODULES)
+    for name, targets in _imports_of(graph, "rmbg_hosted").items():
+        bad = {t for t in targets if _package(t) != "rmbg_hosted" and t not in allowed}
+        assert not bad, f"{name} imports {bad}"
+
+
+def test_the_backend_imports_no_export_server_or_cli_code(graph):
+    """The Triton steps are the bottom layer: they may use the model definitions, nothing above."""
+    for name, targets in _imports_of(graph, "rmbg_backend").items():
+        bad = {t for t in targets if _package(t) not in ("rmbg_backend", "rmbg_models")}
+        assert not bad, f"{name} imports {bad}"
+    for name, targets in _imports_of(graph, "rmbg_models").items():
+        assert {_package(t) for t in targets} <= {"rmbg_models"}, f"{name} imports {targets}"
 
 
 def test_modules_the_client_shares_need_only_the_standard_library():

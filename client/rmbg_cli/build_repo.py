@@ -81,7 +81,8 @@ def run(a: argparse.Namespace) -> int:
         max_batch=a.max_batch or (GPU_TORCH_MAX_BATCH if a.target == "gpu-torch" else DEFAULT_MAX_BATCH),
         pre_instances=a.pre_instances, post_instances=a.post_instances,
         engine_instances=a.engine_instances, threads=a.threads, cpu_engine=a.cpu_engine,
-        limits=limits_from_args(a, repository.Limits), graphs=a.graphs, device=a.device,
+        limits=limits_from_args(a, require("rmbg_backend.decode", "export", "build-repo").Limits), graphs=a.graphs,
+        device=a.device,
     )
     try:
         result = repository.build_repo(a.model, a.weights, settings, a.out, size=a.size, variant=a.variant)

@@ -18,7 +18,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     s = sub.add_parser("up", help="start Triton and the gateway together and print the endpoints (Ctrl-C stops)")
     serve.add_triton_flags(s, host=False)
-    gateway.add_gateway_flags(s, triton=False)
+    gateway.add_flags(s, skip=("triton",))
     s.add_argument("--strict-models", action="store_true",
                    help="do not serve missing models' names with a built one (see the note printed at start)")
     return s
@@ -32,7 +32,7 @@ def fallback_aliases(ready: list[str], strict: bool) -> dict[str, str]:
     the RMBG-2.0 names unless --strict-models.
     """
     from rmbg_backend.contract import model_of_ensemble
-    from rmbg_client.tasks import MODEL_ALIASES
+    from rmbg_hosted.aliases import MODEL_ALIASES
 
     families = {m for m in (model_of_ensemble(name) for name in ready) if m}
     if strict or len(families) != 1:
@@ -62,14 +62,12 @@ def _interrupt(*_: object) -> None:
 def run(a: argparse.Namespace) -> int:
     launcher = require("rmbg_server.launcher", "server", "up", gateway.GATEWAY_NEEDS)
     try:
-        gateway.settings_from(a, triton=("127.0.0.1:0",))  # flag errors before Triton starts
+        checked = gateway.settings_from(a, triton="127.0.0.1:0")  # flag errors before Triton starts
     except ValueError as exc:
         print(f"rmbg up: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if a.log_file is None:  # keep the terminal for the endpoints; Triton's own log goes beside the data
-        from rmbg_server.gateway.settings import default_data_dir
-
-        a.log_file = (a.data_dir or default_data_dir()) / "triton.log"
+        a.log_file = checked.data_dir / "triton.log"
         a.log_file.parent.mkdir(parents=True, exist_ok=True)
     try:
         triton, watchdog = serve.start_triton(a, "127.0.0.1")  # Triton stays private: the gateway is the door
@@ -79,7 +77,8 @@ def run(a: argparse.Namespace) -> int:
     try:
         ready = serve.ready_models(triton)
         aliases = fallback_aliases(ready, a.strict_models)
-        settings = gateway.settings_from(a, triton=(triton.grpc_url,), aliases=aliases)
+        alias = [f"{name}={model}" for name, model in aliases.items()] + list(checked.alias)  # --alias wins
+        settings = gateway.settings_from(a, triton=triton.grpc_url, alias=alias)
         server = gateway.serve(settings)
         stopped = threading.Event()
 

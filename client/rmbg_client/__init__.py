@@ -1,7 +1,10 @@
-"""Thin gRPC/HTTP client for the rmbg Triton ensembles (no torch, no onnxruntime, no CLI)."""
+"""Thin gRPC/HTTP client for the rmbg Triton ensembles (no torch, no onnxruntime, no CLI).
+
+Its errors are the project's one error model (``rmbg_hosted.errors``), re-exported here.
+"""
 
 from rmbg_client.client import AsyncRmbgClient, RemovalResult, RmbgClient
-from rmbg_client.errors import (
+from rmbg_hosted.errors import (
     ImageInputError,
     InvalidInputError,
     RmbgError,
@@ -9,8 +12,9 @@ from rmbg_client.errors import (
     ServerUnavailableError,
     UploadError,
 )
+from rmbg_hosted.fetch import FetchPolicy
 
 __all__ = [
-    "AsyncRmbgClient", "ImageInputError", "InvalidInputError", "RemovalResult", "RmbgClient", "RmbgError",
-    "ServerError", "ServerUnavailableError", "UploadError",
+    "AsyncRmbgClient", "FetchPolicy", "ImageInputError", "InvalidInputError", "RemovalResult", "RmbgClient",
+    "RmbgError", "ServerError", "ServerUnavailableError", "UploadError",
 ]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -19,18 +18,23 @@ import numpy as np
 
 from rmbg_backend.contract import (
     BACKGROUND,
-    ENSEMBLE_INPUTS,
     ENSEMBLE_OUTPUTS,
+    EXTENSIONS,
     IMAGE,
     IMAGE_OUT,
     INFO,
     OPTIONS,
     ensemble_name,
+    parse_wire_error,
 )
-from rmbg_client.errors import InvalidInputError, RmbgError, ServerError, ServerUnavailableError
-from rmbg_client.fetch import DEFAULT_POLICY, FetchPolicy, run_sync
-from rmbg_client.images import to_base64, to_data_uri, to_image_bytes, to_image_bytes_async
-from rmbg_client.tasks import MODEL_ALIASES, run_task
+from rmbg_backend.options import Options
+from rmbg_client.hosted import ClientTasks
+from rmbg_client.images import to_image_bytes, to_image_bytes_async
+from rmbg_hosted.errors import InvalidInputError, RmbgError, ServerError, ServerUnavailableError
+from rmbg_hosted.fetch import DEFAULT_POLICY, FetchPolicy, run_sync
+from rmbg_hosted.inputs import to_base64, to_data_uri
+from rmbg_hosted.retry import async_retrying, retrying
+from rmbg_hosted.tasks import execute_task
 
 
 @dataclass
@@ -59,7 +63,7 @@ class RemovalResult:
 
     @property
     def extension(self) -> str:
-        return {"image/png": "png", "image/webp": "webp", "image/jpeg": "jpg"}.get(self.content_type, "bin")
+        return EXTENSIONS.get(self.content_type, "bin")
 
 
 _UNAVAILABLE_HINTS = ("failed to connect", "connection refused", "unavailable", "is not ready",
@@ -69,13 +73,20 @@ _RELOADING_HINTS = ("is not healthy", "has no available versions", "request for 
 
 
 def classify_error(exc: Exception) -> RmbgError:
-    """A tritonclient exception (gRPC or HTTP) -> the typed error a caller can act on."""
+    """A tritonclient exception (gRPC or HTTP) -> the typed error a caller can act on.
+
+    A step's refusal carries its field and code (``contract.wire_error``); anything else is told
+    apart by Triton's status and words.
+    """
+    if isinstance(exc, RmbgError):
+        return exc
     text = str(exc)
+    wire = parse_wire_error(text)
+    if wire is not None:
+        return InvalidInputError(wire.message, code=wire.code, parameter=wire.field)
     status = getattr(exc, "status", lambda: None)()
     lowered = text.lower()
-    if "invalid_arg" in lowered or status in ("StatusCode.INVALID_ARGUMENT", "400") or (
-        any(f"{name}:" in text for name in ENSEMBLE_INPUTS)
-    ):
+    if "invalid_arg" in lowered or status in ("StatusCode.INVALID_ARGUMENT", "400"):
         return InvalidInputError(text)
     if any(h in lowered for h in _RELOADING_HINTS):
         return ServerUnavailableError(text, transient=True)
@@ -84,14 +95,22 @@ def classify_error(exc: Exception) -> RmbgError:
     return ServerError(text)
 
 
-def _options_json(options: dict[str, Any] | str | None) -> bytes:
+def _options_json(options: Options | dict[str, Any] | str | bytes | None) -> bytes:
+    """The OPTIONS tensor: typed Options render themselves; dicts and JSON text go as given (Triton checks)."""
     if options is None:
         return b"{}"
+    if isinstance(options, Options):
+        return options.to_json().encode()
     if isinstance(options, bytes):
         return options
     if isinstance(options, str):
         return options.encode()
     return json.dumps(options).encode()
+
+
+def _transient(error: BaseException) -> bool:
+    """A model being reloaded after a crash: the one failure worth sending again (removal is idempotent)."""
+    return isinstance(error, ServerUnavailableError) and error.transient
 
 
 def build_request(mod: Any, image: bytes, options: Any, background: bytes | None):
@@ -115,7 +134,7 @@ class _Base:
     limit in microseconds. ``retries``: how often a request is re-sent when the server reports a
     model being reloaded after a crash (bounded exponential backoff; removal is idempotent). Bad
     input is never retried. ``fetch_policy``: the rules for URL inputs and upload endpoints
-    (``rmbg_client.fetch``): loopback and private addresses need an explicit allow-list.
+    (``rmbg_hosted.fetch``): loopback and private addresses need an explicit allow-list.
     """
 
     def __init__(self, url: str = "127.0.0.1:8001", protocol: str = "grpc", model: str = "isnet",
@@ -136,12 +155,8 @@ class _Base:
         # gRPC takes the deadline per call; the HTTP clients take it when they are built.
         return {"client_timeout": self.timeout} if self.protocol == "grpc" else {}
 
-    def _retry_delay(self, exc: Exception, attempt: int) -> float:
-        """Seconds to wait before attempt ``attempt + 1``; raises the typed error when it must not be retried."""
-        error = exc if isinstance(exc, RmbgError) else classify_error(exc)
-        if not (isinstance(error, ServerUnavailableError) and error.transient) or attempt >= self.retries:
-            raise error from exc
-        return self.retry_backoff * (2 ** attempt)
+    def _retry_options(self) -> dict[str, Any]:
+        return {"attempts": self.retries + 1, "base_s": self.retry_backoff, "max_s": 30.0, "on_error": _transient}
 
     @staticmethod
     def _result(response) -> RemovalResult:
@@ -149,8 +164,6 @@ class _Base:
         info = json.loads(response.as_numpy(INFO).reshape(-1)[0])
         return RemovalResult(bytes(data), info)
 
-    def _task_kwargs(self) -> dict[str, Any]:
-        return {"default_model": self.model, "policy": self.fetch_policy, "aliases": MODEL_ALIASES}
 
 
 class RmbgClient(_Base):
@@ -182,7 +195,7 @@ class RmbgClient(_Base):
         except Exception:  # noqa: BLE001 - any transport error means "not ready"
             return False
 
-    def remove(self, image: Any, options: dict[str, Any] | str | None = None,
+    def remove(self, image: Any, options: Options | dict[str, Any] | str | None = None,
                background: Any = None, *, model: str | None = None) -> RemovalResult:
         """Remove the background of one image: bytes, path, PIL image, numpy array, base64,
         data URI or http(s) URL (fetched here, under ``fetch_policy``)."""
@@ -191,12 +204,14 @@ class RmbgClient(_Base):
             background = to_image_bytes(background, policy=self.fetch_policy, name="background")
         inputs, outputs = build_request(self._module(), image, options, background)
         ensemble = ensemble_name(model or self.model)
-        for attempt in range(self.retries + 1):
+
+        def once() -> RemovalResult:
             try:
                 return self._result(self._client().infer(ensemble, inputs, outputs=outputs, **self._infer_kwargs()))
             except Exception as exc:  # noqa: BLE001 - tritonclient raises its own types per protocol
-                time.sleep(self._retry_delay(exc, attempt))
-        raise AssertionError("unreachable")
+                raise classify_error(exc) from exc
+
+        return retrying(**self._retry_options())(once)
 
     def remove_many(self, items: Iterable[tuple[Any, Any]], options: dict[str, Any] | None = None,
                     concurrency: int = 4, background: Any = None
@@ -234,12 +249,12 @@ class RmbgClient(_Base):
 
     def remove_background(self, task: dict[str, Any]) -> dict[str, Any]:
         """A hosted-API ``removeBackground`` task in, the hosted-API result object out
-        (``rmbg_client.tasks``: inputs are URLs, data URIs or base64, never local files)."""
+        (``rmbg_hosted.tasks``: inputs are URLs, data URIs or base64, never local files)."""
 
-        async def remove(data: bytes, options: dict[str, Any], model: str) -> RemovalResult:
-            return self.remove(data, options, model=model)
+        async def remove(image: bytes, options: Options, background: bytes | None, model: str) -> RemovalResult:
+            return self.remove(image, options, background, model=model)
 
-        return run_sync(run_task(task, remove, **self._task_kwargs()))
+        return run_sync(execute_task(task, ClientTasks(remove, self.model, self.fetch_policy)))
 
     def close(self) -> None:
         client = getattr(self._local, "client", None)
@@ -275,7 +290,7 @@ class AsyncRmbgClient(_Base):
         except Exception:  # noqa: BLE001 - any transport error means "not ready"
             return False
 
-    async def remove(self, image: Any, options: dict[str, Any] | str | None = None,
+    async def remove(self, image: Any, options: Options | dict[str, Any] | str | None = None,
                      background: Any = None, *, model: str | None = None) -> RemovalResult:
         """``RmbgClient.remove`` for asyncio: the same input forms, retries and deadline."""
         image = await to_image_bytes_async(image, policy=self.fetch_policy)
@@ -283,16 +298,18 @@ class AsyncRmbgClient(_Base):
             background = await to_image_bytes_async(background, policy=self.fetch_policy, name="background")
         inputs, outputs = build_request(self._mod, image, options, background)
         ensemble = ensemble_name(model or self.model)
-        for attempt in range(self.retries + 1):
+
+        async def once() -> RemovalResult:
             try:
                 call = self._client.infer(ensemble, inputs, outputs=outputs, **self._infer_kwargs())
                 # the HTTP aio client's conn_timeout covers connecting and reading; bound the whole call too
                 return self._result(await asyncio.wait_for(call, self.timeout))
             except TimeoutError:
                 raise ServerUnavailableError(f"{ensemble}: no result within the {self.timeout:g} s timeout") from None
-            except Exception as exc:  # noqa: BLE001
-                await asyncio.sleep(self._retry_delay(exc, attempt))
-        raise AssertionError("unreachable")
+            except Exception as exc:  # noqa: BLE001 - tritonclient raises its own types per protocol
+                raise classify_error(exc) from exc
+
+        return await async_retrying(**self._retry_options())(once)
 
     async def remove_many(self, items: Iterable[tuple[Any, Any]], options: dict[str, Any] | None = None,
                           concurrency: int = 4, background: Any = None
@@ -315,10 +332,10 @@ class AsyncRmbgClient(_Base):
     async def remove_background(self, task: dict[str, Any]) -> dict[str, Any]:
         """``RmbgClient.remove_background`` for asyncio."""
 
-        async def remove(data: bytes, options: dict[str, Any], model: str) -> RemovalResult:
-            return await self.remove(data, options, model=model)
+        async def remove(image: bytes, options: Options, background: bytes | None, model: str) -> RemovalResult:
+            return await self.remove(image, options, background, model=model)
 
-        return await run_task(task, remove, **self._task_kwargs())
+        return await execute_task(task, ClientTasks(remove, self.model, self.fetch_policy))
 
     async def close(self) -> None:
         await self._client.close()

@@ -45,6 +45,15 @@ class Options:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def to_json(self) -> str:
+        """The OPTIONS tensor's text: only what differs from the defaults, so ``{}`` means all defaults.
+
+        ``parse_options(o.to_json()) == o`` for every valid ``o`` (tests/python_backend/test_options.py).
+        """
+        default = Options()
+        changed = {k: v for k, v in asdict(self).items() if v != getattr(default, k)}
+        return json.dumps(changed, separators=(",", ":"))
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Options:
         """Rebuild options already validated upstream (the step-to-step META hand-off)."""
@@ -168,7 +177,7 @@ def parse_options(raw: bytes | str | None) -> Options:
     if unknown:
         key = unknown[0] if len(unknown[0]) <= 40 else "OPTIONS"
         what = "unknown option" if key != "OPTIONS" else f"has an unknown key of {len(unknown[0]):,} characters"
-        raise RequestError(key, f"{what}; allowed keys are {', '.join(ALLOWED_KEYS)}")
+        raise RequestError(key, f"{what}; allowed keys are {', '.join(ALLOWED_KEYS)}", code="unsupportedParameter")
     values: dict[str, Any] = {}
     if "outputFormat" in data:
         fmt = data["outputFormat"]

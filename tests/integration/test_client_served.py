@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from rmbg_client import AsyncRmbgClient, RmbgClient, ServerUnavailableError
-from rmbg_client.fetch import FetchPolicy
+from rmbg_hosted.fetch import FetchPolicy
 from rmbg_server.watchdog import stub_processes
 from tests.server.gateway.conftest import hosted_examples, relocate
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import pytest
 
-from rmbg_server.cluster import LocalCluster
-from rmbg_server.cluster_scenario import handoff, kill_and_recover, load_with_kill, paused, run_with_client
 from rmbg_server.gateway.jobs import RedisJobStore
+from tests.harness.cluster import LocalCluster
+from tests.harness.scenario import handoff, kill_and_recover, load_with_kill, paused, run_with_client
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 JOB_LEASE_S = 3.0

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from rmbg_client import InvalidInputError, RmbgClient
-from rmbg_client.fetch import FetchPolicy
+from rmbg_hosted.fetch import FetchPolicy
 from tests.hostile.builders import srgb_profile, swapped_cmyk_profile
 from tests.integration.conftest import load
 

@@ -54,9 +54,11 @@ def json_tensor(pb: Any, name: str, value: dict[str, Any]) -> Any:
 
 
 def error_response(pb: Any, exc: BaseException, step: str) -> Any:
-    """A RequestError is the client's fault (INVALID_ARG); anything else is ours (INTERNAL)."""
+    """A RequestError is the client's fault (INVALID_ARG, its field and code as ``contract.wire_error``);
+    anything else is ours (INTERNAL)."""
     if isinstance(exc, RequestError):
-        return pb.InferenceResponse(error=pb.TritonError(str(exc), pb.TritonError.INVALID_ARG))
+        text = c.wire_error(exc.field, exc.code, exc.message)
+        return pb.InferenceResponse(error=pb.TritonError(text, pb.TritonError.INVALID_ARG))
     detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
     return pb.InferenceResponse(
         error=pb.TritonError(f"{step} failed: {detail}", pb.TritonError.INTERNAL)

@@ -13,16 +13,14 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
-CONTENT_TYPES = {ext: content_type for content_type, ext in EXTENSIONS.items()}
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32}")
-_NAME = re.compile(rf"({_UUID.pattern})\.(png|jpg|webp)")
+from rmbg_backend.contract import CONTENT_TYPES, EXTENSIONS
+from rmbg_hosted.inputs import canonical_uuid
+
 ORPHAN_AGE_S = 3600.0  # a data or temporary file without a sidecar this old is debris of a crash
 
 
@@ -36,9 +34,10 @@ class StoredFile:
 
 def check_uuid(image_uuid: str) -> str:
     """The uuid in canonical lower case; a ValueError names what is accepted."""
-    if not isinstance(image_uuid, str) or not _UUID.fullmatch(image_uuid.lower()):
+    found = canonical_uuid(image_uuid)
+    if found is None:
         raise ValueError(f"image uuid {image_uuid!r} is not a UUID (36-character form or 32 hex digits)")
-    return image_uuid.lower()
+    return found
 
 
 def file_name(image_uuid: str, content_type: str) -> str:
@@ -50,8 +49,11 @@ def file_name(image_uuid: str, content_type: str) -> str:
 
 def parse_name(name: str) -> tuple[str, str] | None:
     """(uuid, ext) of a valid file name; None for anything else (the route answers 404)."""
-    match = _NAME.fullmatch(name) if isinstance(name, str) else None
-    return (match.group(1), match.group(2)) if match else None
+    if not isinstance(name, str) or "." not in name:
+        return None
+    stem, ext = name.rsplit(".", 1)
+    found = canonical_uuid(stem)
+    return (found, ext) if found == stem and ext in CONTENT_TYPES else None
 
 
 class FileStore(abc.ABC):

@@ -18,12 +18,14 @@ import socket
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from rmbg_backend.contract import ensemble_name
 from rmbg_backend.families import FAMILIES
-from rmbg_client import AsyncRmbgClient, InvalidInputError, RemovalResult, ServerUnavailableError
+from rmbg_backend.options import Options
+from rmbg_client import AsyncRmbgClient, RemovalResult
 from rmbg_client.client import classify_error
+from rmbg_hosted.errors import InvalidInputError, ServerUnavailableError
+from rmbg_hosted.retry import async_retrying
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +47,6 @@ class Endpoint:
     checked_at: float = 0.0
 
 
-def split_targets(spec: str | Iterable[str]) -> list[str]:
-    """``"a:8001,b:8001"`` (or a list of such strings) -> ``["a:8001", "b:8001"]``."""
-    items = [spec] if isinstance(spec, str) else list(spec)
-    targets = [t.strip() for item in items for t in item.split(",") if t.strip()]
-    for t in targets:
-        host, _, port = t.rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError(f"--triton {t!r}: expected HOST:PORT")
-    return targets
-
-
 def _gone(error: Exception) -> bool:
     """The endpoint went away (as opposed to a deadline or a reload): try another endpoint."""
     text = str(error).lower()
@@ -69,7 +60,7 @@ class TritonPool:
     def __init__(self, targets: Iterable[str], *, timeout_s: float = 120.0, check_interval_s: float = 2.0,
                  models: Iterable[str] = tuple(FAMILIES), reload_retries: int = 4,
                  reload_backoff_s: float = 0.5) -> None:
-        self.targets = split_targets(list(targets))
+        self.targets = list(targets)  # HOST:PORT each (GatewaySettings.triton checks the form)
         self.timeout_s, self.check_interval_s = timeout_s, check_interval_s
         self.candidate_models = tuple(models)
         self.reload_retries, self.reload_backoff_s = reload_retries, reload_backoff_s
@@ -154,6 +145,10 @@ class TritonPool:
         """Models that healthy endpoints serve (or served, and are reloading after a crash)."""
         return set().union(*(e.seen for e in self.healthy()))
 
+    def known_models(self) -> set[str]:
+        """Models any endpoint ever served, healthy now or not: one missing now is an outage, not a typo."""
+        return set().union(*(e.seen for e in self.endpoints.values()))
+
     def _pick(self, model: str, exclude: set[str]) -> Endpoint | None:
         live = [e for e in self.healthy() if e.address not in exclude]
         candidates = [e for e in live if model in e.models] or [e for e in live if model in e.seen]
@@ -165,33 +160,29 @@ class TritonPool:
         return tied[self._next % len(tied)]
 
     # -- inference --------------------------------------------------------------------------
-    async def remove(self, model: str, image: bytes, options: dict[str, Any] | None = None,
+    async def remove(self, model: str, image: bytes, options: Options | None = None,
                      background: bytes | None = None) -> RemovalResult:
-        """One removal on a healthy endpoint; another endpoint takes over if this one goes away."""
+        """One removal on a healthy endpoint; another endpoint takes over if this one goes away, and a
+        model being reloaded after a crash is waited for (bounded backoff)."""
+        reloading = async_retrying(self.reload_retries + 1, self.reload_backoff_s, 8.0,
+                                   on_error=lambda e: isinstance(e, ServerUnavailableError) and e.transient)
+        return await reloading(self._failover, model, image, options, background)
+
+    async def _failover(self, model: str, image: bytes, options: Options | None,
+                        background: bytes | None) -> RemovalResult:
         tried: set[str] = set()
-        reloads = 0
         last: Exception | None = None
-        while True:
-            endpoint = self._pick(model, tried)
-            if endpoint is None:
-                if last is not None:
-                    raise last
-                raise NoEndpointError(f"no healthy Triton endpoint serves {ensemble_name(model)} "
-                                      f"(endpoints: {', '.join(self.endpoints) or 'none'})")
+        while (endpoint := self._pick(model, tried)) is not None:
             endpoint.inflight += 1
             try:
                 return await endpoint.client.remove(image, options, background, model=model)
             except InvalidInputError:
                 raise
             except Exception as exc:  # noqa: BLE001 - classified below
-                error = exc if isinstance(exc, ServerUnavailableError) else classify_error(exc)
-                last = error
-                if isinstance(error, ServerUnavailableError) and error.transient and reloads < self.reload_retries:
-                    await asyncio.sleep(self.reload_backoff_s * (2 ** reloads))  # model reloading after a crash
-                    reloads += 1
-                    continue
+                error = classify_error(exc)
                 if not _gone(error):
                     raise error from exc
+                last = error
                 endpoint.healthy = False  # until the next check says otherwise
                 endpoint.failures += 1
                 tried.add(endpoint.address)
@@ -199,3 +190,7 @@ class TritonPool:
                             endpoint.address, str(error)[:200])
             finally:
                 endpoint.inflight -= 1
+        if last is not None:
+            raise last
+        raise NoEndpointError(f"no healthy Triton endpoint serves {ensemble_name(model)} "
+                              f"(endpoints: {', '.join(self.endpoints) or 'none'})")

@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from rmbg_server import cluster
 from rmbg_server.launcher import free_port
 from tests.conftest import SHARED
+from tests.harness import cluster
 
 RMBG = cluster.rmbg_command()[0]  # the console script, run as a user would
 WEBHOOK_SECRET = "test-webhook-secret-0123456789"

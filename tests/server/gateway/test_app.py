@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from rmbg_server.gateway.app import BlobJSONResponse
+from rmbg_server.gateway.responses import BlobJSONResponse
 
 B64 = base64.b64encode(os.urandom(9000)).decode()
 

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from rmbg_server.cluster import rmbg_command
 from rmbg_server.launcher import free_port
+from tests.harness.cluster import rmbg_command
 from tests.server.gateway.conftest import API_KEY, OTHER_KEY
 
 pytestmark = pytest.mark.triton

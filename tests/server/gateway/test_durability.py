@@ -13,7 +13,9 @@ import asyncio
 import httpx
 import pytest
 
-from rmbg_server.cluster_scenario import (
+from rmbg_server.gateway.jobs import open_job_store
+from rmbg_server.launcher import ServerConfig, TritonServer
+from tests.harness.scenario import (
     data_uri,
     kill_and_recover,
     post_tasks,
@@ -22,8 +24,6 @@ from rmbg_server.cluster_scenario import (
     run_with_client,
     wait_finished,
 )
-from rmbg_server.gateway.jobs import open_job_store
-from rmbg_server.launcher import ServerConfig, TritonServer
 from tests.server.gateway.conftest import GatewayProcess
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]

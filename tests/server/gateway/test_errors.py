@@ -76,8 +76,25 @@ def test_reused_task_uuid(gateway, http_server, images):
             "outputType": "base64Data", "inputs": {"image": f"{http_server.base}/source_image.jpg"}}
     assert gateway.post("/v1", sent).status_code == 200
     error = bad(gateway, http_server, {"taskUUID": sent["taskUUID"]})
-    assert (error["parameter"], error["code"], error["taskUUID"]) == ("taskUUID", "duplicateTaskUUID",
+    assert (error["parameter"], error["code"], error["taskUUID"]) == ("taskUUID", "conflictTaskUUID",
                                                                       sent["taskUUID"])
+    error = bad(gateway, http_server, {"taskUUID": sent["taskUUID"].upper()})  # the same UUID, upper case
+    assert error["code"] == "conflictTaskUUID"
+
+
+@pytest.mark.parametrize("first_try", [{"settings": {"alphaMatte": True}}, {"outputQuality": 100},
+                                       {"inputs": {"image": "http://10.0.0.1/x.jpg"}},
+                                       {"inputs": {"image": "{base}/missing.jpg"}}])
+def test_a_refused_task_keeps_its_uuid(gateway, http_server, images, first_try):
+    """Only a task that produced a result spends its UUID: fixing the mistake and resending works."""
+    task = {"taskType": "removeBackground", "taskUUID": str(uuid.uuid4()), "model": "bria:2@1",
+            "outputType": "base64Data", "inputs": {"image": f"{http_server.base}/source_image.jpg"}}
+    change = {k: ({"image": v["image"].format(base=http_server.base)} if k == "inputs" else v)
+              for k, v in first_try.items()}
+    assert gateway.post("/v1", {**task, **change}).status_code == 400
+    fixed = gateway.post("/v1", task)
+    assert fixed.status_code == 200, fixed.text
+    assert fixed.json()["data"][0]["taskUUID"] == task["taskUUID"]
 
 
 @pytest.mark.parametrize("path", ["/etc/passwd", "/proc/self/environ", "~/.bashrc", "file:///etc/passwd"])

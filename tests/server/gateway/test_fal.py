@@ -51,13 +51,28 @@ def test_remove_sync_mode_returns_a_data_uri(gateway, images, http_server):
     assert len(base64.b64decode(image["url"].split(",", 1)[1])) == image["file_size"]
 
 
-def test_replace_example_with_a_prompt_is_refused(gateway, images, http_server):
+def test_replace_example_as_documented_is_served_naming_what_it_ignored(gateway, images, http_server):
+    """The document's example carries a prompt beside ref_image_url: the reference is composited, the
+    generation-only fields are ignored and named."""
     sent = example("replace", http_server.base)
-    assert sent["prompt"]  # the documented example asks for a generated background
+    assert sent["prompt"] and sent["ref_image_url"]
     response = gateway.post("/fal-ai/bria/background/replace", sent)
-    assert response.status_code == 422
-    (detail,) = response.json()["detail"]
-    assert detail["loc"] == ["body", "prompt"] and "generative" in detail["msg"]
+    assert response.status_code == 200, response.text
+    ignored = {name.strip() for name in response.headers["X-Rmbg-Ignored"].split(",")}
+    assert "prompt" in ignored and ignored <= {"prompt", "negative_prompt", "refine_prompt", "fast"}
+    (image,) = response.json()["images"]
+    assert opened(gateway.get(image["url"]).content).size == opened(
+        images[sent["image_url"].removeprefix(http_server.base)]).size
+
+
+def test_replace_with_a_prompt_alone_is_refused(gateway, images, http_server):
+    sent = example("replace", http_server.base)
+    sent.pop("ref_image_url")
+    for path in ("/fal-ai/bria/background/replace", "/queue/fal-ai/bria/background/replace"):
+        response = gateway.post(path, sent)
+        assert response.status_code == 422
+        (detail,) = response.json()["detail"]
+        assert detail["loc"] == ["body", "prompt"] and "generative" in detail["msg"]
 
 
 def test_replace_composites_the_reference_image(gateway, images, http_server):
@@ -65,6 +80,7 @@ def test_replace_composites_the_reference_image(gateway, images, http_server):
     sent.pop("prompt")
     response = gateway.post("/fal-ai/bria/background/replace", sent)
     assert response.status_code == 200, response.text
+    assert "prompt" not in [n.strip() for n in response.headers.get("X-Rmbg-Ignored", "").split(",")]
     body = response.json()
     (image,) = body["images"]
     out = opened(gateway.get(image["url"]).content)

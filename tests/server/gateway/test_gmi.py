@@ -43,10 +43,16 @@ def test_gmi_failures(gateway, http_server):
     assert missing.json()["error"]["parameter"] == "payload.image"
     unknown = gateway.post(GMI, {"model": "kling-v2", "payload": {"image": "x"}})
     assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "unsupportedModel"
+    # A forbidden address is refused at submit (as fal's sync route does), not left to fail in the queue.
+    refused = gateway.post(GMI, {"model": "bria-image-remove-background", "payload": {"image": "http://10.0.0.1/x.jpg"}})
+    assert refused.status_code == 400
+    assert (refused.json()["error"]["code"], refused.json()["error"]["parameter"]) == ("forbiddenAddress",
+                                                                                       "payload.image")
+    # What can only fail once fetched fails in the queue, named the same way.
     queued = gateway.post(GMI, {"model": "bria-image-remove-background",
-                                "payload": {"image": "http://10.0.0.1/x.jpg"}}).json()
+                                "payload": {"image": f"{http_server.base}/missing.jpg"}}).json()
     status = gateway.wait_for(f"{GMI}/{queued['request_id']}", lambda r: r.json()["status"] != "queued"
                               and r.json()["status"] != "processing").json()
-    assert status["status"] == "failed" and status["error"]["code"] == "forbiddenAddress"
+    assert status["status"] == "failed" and status["error"]["code"] == "imageFetchFailed"
     assert status["error"]["parameter"] == "payload.image" and "outcome" not in status
     assert gateway.get(f"{GMI}/0123").status_code == 404

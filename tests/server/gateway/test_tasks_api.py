@@ -13,7 +13,7 @@ import uuid
 import pytest
 from PIL import Image
 
-from rmbg_client.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from rmbg_hosted.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from tests.server.gateway.conftest import COST, WEBHOOK_SECRET, hosted_examples, relocate
 
 pytestmark = pytest.mark.triton
@@ -130,7 +130,7 @@ def test_async_task_and_get_response(gateway, photo):
     assert item["status"] == "success" and item["taskUUID"] == sent["taskUUID"]
     assert opened(base64.b64decode(item["imageBase64Data"])).size == opened(data).size
     again = gateway.post("/v1", sent).json()["errors"][0]  # an accepted async taskUUID is used
-    assert again["code"] == "duplicateTaskUUID"
+    assert again["code"] == "conflictTaskUUID"
     unknown = gateway.post("/v1", {"taskType": "getResponse", "taskUUID": str(uuid.uuid4())})
     assert unknown.status_code == 400 and unknown.json()["errors"][0]["code"] == "taskNotFound"
 

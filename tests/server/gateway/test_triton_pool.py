@@ -10,7 +10,8 @@ import uuid
 
 import pytest
 
-from rmbg_server.gateway.triton import TritonPool, split_targets
+from rmbg_server.gateway.settings import split_targets
+from rmbg_server.gateway.triton import TritonPool
 from rmbg_server.launcher import free_port
 
 pytestmark = pytest.mark.triton
@@ -58,7 +59,7 @@ class Relay:
 
 
 def test_targets():
-    assert split_targets("a:1,b:2") == ["a:1", "b:2"] and split_targets(["a:1", " b:2 ,"]) == ["a:1", "b:2"]
+    assert split_targets("a:1,b:2") == ("a:1", "b:2") and split_targets(["a:1", " b:2 ,"]) == ("a:1", "b:2")
     with pytest.raises(ValueError, match="HOST:PORT"):
         split_targets("a")
 

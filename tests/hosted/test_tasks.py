@@ -1,4 +1,4 @@
-"""The hosted-API task schema shared by the client library and the gateway (rmbg_client.tasks)."""
+"""The hosted-API task schema shared by the client library and the gateway (rmbg_hosted.tasks)."""
 
 import json
 import re
@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from rmbg_backend.options import Options
 from rmbg_client import RmbgClient
-from rmbg_client.errors import InvalidInputError
-from rmbg_client.tasks import MODEL_ALIASES, RemoveBackgroundTask, TaskError, parse_task, resolve_model
+from rmbg_hosted.aliases import MODEL_ALIASES, family_of
+from rmbg_hosted.errors import InvalidInputError
+from rmbg_hosted.tasks import RemoveBackgroundTask, identity, parse_task, task_error
 from tests.conftest import SHARED
 
 BASE = {"taskType": "removeBackground", "taskUUID": "0b5b3a4e-8c7e-4b38-9b7a-1a2b3c4d5e6f",
@@ -29,8 +31,8 @@ def test_task_fields_map_to_options():
     task = parse_task({**BASE, "settings": {"rgba": [255, 255, 255, 0], "postProcessMask": True},
                        "outputFormat": "WEBP", "outputQuality": 80, "outputType": "dataURI"})
     assert isinstance(task, RemoveBackgroundTask) and task.image == "https://example.invalid/x.jpg"
-    assert task.options() == {"rgba": [255, 255, 255, 0], "postProcessMask": True, "outputFormat": "WEBP",
-                              "outputQuality": 80}
+    assert task.options() == Options(rgba=(255, 255, 255, 0), postProcessMask=True, outputFormat="WEBP",
+                                     outputQuality=80)
     assert task.output_type(hosts_files=False) == "dataURI"
 
 
@@ -41,12 +43,12 @@ def test_the_hosted_examples_parse_verbatim(number):
     for example in examples:
         task = parse_task(example)
         options = task.options()
-        assert resolve_model(task.model) == {"001": "isnet", "003": "birefnet"}[number]
-        assert options["outputFormat"] == "PNG"  # DESIGN.md section 3: PNG by default
+        assert family_of(task.model) == {"001": "isnet", "003": "birefnet"}[number]
+        assert options.outputFormat == "PNG"  # the documents' examples ask for PNG; PNG is also the default
         if number == "003":
-            assert options["preserveAlpha"] is False
+            assert options.preserveAlpha is False
         else:
-            assert options["alphaMatting"] is True and options["rgba"] == [255, 255, 255, 0]
+            assert options.alphaMatting is True and options.rgba == (255, 255, 255, 0)
         # the hosted default outputType is URL: the gateway hosts it, the client library falls back to base64
         assert task.output_type(hosts_files=True) == "URL"
         assert task.output_type(hosts_files=False) == "base64Data"
@@ -57,7 +59,7 @@ def test_platform_fields_are_accepted():
                        "ttl": 3600, "includeCost": True, "uploadEndpoint": "https://bucket.example.invalid/o.png?s=1",
                        "providerSettings": {"bria": {"preserveAlpha": True}}, "model": "briaai/RMBG-2.0"})
     assert (task.deliveryMethod, task.ttl, task.includeCost) == ("async", 3600, True)
-    assert task.options()["preserveAlpha"] is True and task.output_type(hosts_files=False) == "URL"
+    assert task.options().preserveAlpha is True and task.output_type(hosts_files=False) == "URL"
 
 
 @pytest.mark.parametrize(
@@ -84,38 +86,44 @@ def test_platform_fields_are_accepted():
     ],
 )
 def test_bad_tasks_name_the_parameter_and_the_task(change, parameter, code):
-    with pytest.raises(TaskError) as info:
-        task = parse_task({**BASE, **change})
+    raw = {**BASE, **change}
+    with pytest.raises(InvalidInputError) as info:
+        task = parse_task(raw)
         task.options()
         task.output_type(hosts_files=False)
-    error = info.value
-    assert isinstance(error, InvalidInputError)
-    assert (error.parameter, error.code) == (parameter, code), error.shape()
-    assert error.shape()["taskUUID"] == ({**BASE, **change}["taskUUID"] or None)
-    assert error.shape()["taskType"] == {**BASE, **change}["taskType"]
-    assert parameter.split(".")[-1] in error.shape()["message"]
+    item = task_error(info.value, *identity(raw))
+    assert (item["parameter"], item["code"]) == (parameter, code), item
+    assert item["taskUUID"] == (raw["taskUUID"] or None) and item["taskType"] == raw["taskType"]
+    assert parameter.split(".")[-1] in item["message"]
 
 
 def test_missing_task_uuid():
     task = dict(BASE)
     del task["taskUUID"]
-    with pytest.raises(TaskError) as info:
+    with pytest.raises(InvalidInputError) as info:
         parse_task(task)
-    assert info.value.shape() == {"code": "missingParameter", "message": "taskUUID: is required",
-                                  "parameter": "taskUUID", "taskType": "removeBackground", "taskUUID": None}
+    assert task_error(info.value, *identity(task)) == {
+        "code": "missingParameter", "message": "taskUUID: is required", "parameter": "taskUUID",
+        "taskType": "removeBackground", "taskUUID": None}
+
+
+def test_an_upper_case_copy_of_a_task_uuid_is_the_same_task():
+    task = parse_task({**BASE, "taskUUID": BASE["taskUUID"].upper()})
+    assert task.taskUUID == BASE["taskUUID"]
 
 
 def test_aliases():
-    assert resolve_model("runware:109@1") == resolve_model("briaai/RMBG-1.4") == "isnet"
+    assert family_of("runware:109@1") == family_of("briaai/RMBG-1.4") == "isnet"
     for name in ("bria:2@1", "briaai/RMBG-2.0", "bria-image-remove-background", "fal-ai/bria/background/remove",
                  "fal-ai/bria/background/replace", "birefnet"):
         assert MODEL_ALIASES[name] == "birefnet"
-    with pytest.raises(TaskError, match="unknown model 'sam'"):
-        resolve_model("sam")
+    with pytest.raises(InvalidInputError, match="unknown model 'sam'") as info:
+        family_of("sam")
+    assert (info.value.code, info.value.parameter) == ("unsupportedModel", "model")
 
 
 def test_the_client_never_reads_a_local_file_named_in_a_task(tmp_path):
-    """Issue 10 item 3: before, /proc/self/environ or ~/.bashrc in inputs.image was read and sent."""
+    """A task is someone else's data: /proc/self/environ or ~/.bashrc in inputs.image is never read."""
     secret = tmp_path / "secret.txt"
     secret.write_text("SECRET_TOKEN=hunter2\n")
     client = RmbgClient("127.0.0.1:9", retries=0, timeout=2)  # nothing listens: the task must fail before
@@ -128,6 +136,6 @@ def test_the_client_never_reads_a_local_file_named_in_a_task(tmp_path):
 
 def test_the_client_needs_an_upload_endpoint_for_url_outputs():
     client = RmbgClient("127.0.0.1:9", retries=0, timeout=2)
-    with pytest.raises(TaskError, match="does not host files") as info:
+    with pytest.raises(InvalidInputError, match="does not host files") as info:
         client.remove_background({**BASE, "outputType": "URL"})
     assert info.value.parameter == "uploadEndpoint"

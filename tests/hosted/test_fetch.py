@@ -5,14 +5,14 @@ import time
 
 import pytest
 
-from rmbg_client.errors import ImageInputError, UploadError
-from rmbg_client.fetch import FetchError, FetchPolicy, fetch, fetch_async, forbidden_reason, upload
+from rmbg_hosted.errors import ImageInputError, UploadError
+from rmbg_hosted.fetch import FetchError, FetchPolicy, fetch, fetch_async, forbidden_reason, upload
 
 
 def _code(call) -> str:
     with pytest.raises(FetchError) as info:
         call()
-    return info.value.code
+    return info.value.reason
 
 
 def test_fetch_with_limits(http_server, small_jpeg, loopback_policy):
@@ -35,7 +35,7 @@ def test_drip_feeding_server_cannot_outlast_the_deadline(http_server, loopback_p
     with pytest.raises(FetchError, match="not fully received within 1 s") as info:
         fetch(f"{http_server.base}/slow", policy)
     elapsed = time.monotonic() - t0
-    assert info.value.code == "timeout"
+    assert info.value.reason == "timeout"
     assert 0.9 <= elapsed < 1.5, f"a 1 s deadline returned after {elapsed:.2f} s"
 
 

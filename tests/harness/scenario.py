@@ -21,9 +21,9 @@ from typing import Any
 
 import httpx
 
-from rmbg_client.webhooks import DELIVERY_HEADER
-from rmbg_server.cluster import GatewayProcess, WebhookReceiver
+from rmbg_hosted.webhooks import DELIVERY_HEADER
 from rmbg_server.gateway.jobs import JobStore
+from tests.harness.cluster import GatewayProcess, WebhookReceiver
 
 
 def run_with_client(step: Callable[[httpx.AsyncClient], Awaitable[Any]], timeout_s: float = 120.0) -> Any:

@@ -1,12 +1,13 @@
-"""The one outbound HTTP implementation: image URLs, presigned uploads, and address checks for webhooks.
+"""The one outbound HTTP implementation: image URLs, presigned uploads and webhooks.
 
-Shared by the client library and the gateway (DESIGN.md section 3), because both fetch URLs that
-someone else chose. The rules:
+Shared by the client library and the gateway, because both fetch URLs that someone else chose.
+The rules:
 - http and https only;
 - the host is resolved first, and every address it resolves to must be public: loopback, private,
   link-local, multicast, reserved and unspecified addresses are refused unless an allow-list
-  CIDR contains them (``--allow-fetch-from``). The connection then goes to the checked address
-  (the name is kept for the Host header and TLS), so a second DNS answer cannot swap it;
+  CIDR contains them (``FetchPolicy.allowing``; the gateway's ``--allow-fetch-from``). The
+  connection then goes to the checked address (the name is kept for the Host header and TLS),
+  so a second DNS answer cannot swap it;
 - redirects are followed by hand, at most ``max_redirects``, each target checked like the first;
 - one total deadline for everything (resolution, connection, redirects, every byte), enforced by
   cancelling the whole operation, so a server that drip-feeds bytes cannot hold a request longer;
@@ -30,7 +31,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 
-from rmbg_client.errors import ImageInputError, UploadError
+from rmbg_hosted.errors import ImageInputError, UploadError
 
 MAX_FETCH_BYTES = 50 * 1024 * 1024
 FETCH_TIMEOUT_S = 30.0
@@ -41,16 +42,26 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 T = TypeVar("T")
 
 
+# The rule a fetch broke (``FetchError.reason``, a metrics label) -> the error code callers see.
+FETCH_CODES = {"scheme": "invalidImageURL", "bad_url": "invalidImageURL", "forbidden_address": "forbiddenAddress",
+               "dns": "imageFetchFailed", "connect": "imageFetchFailed", "http_status": "imageFetchFailed",
+               "too_large": "imageTooLarge", "timeout": "imageFetchTimeout", "redirects": "tooManyRedirects"}
+LIBRARY_HINT = "allow a range with fetch_policy=FetchPolicy.allowing([\"10.0.0.0/8\"])"
+
+
 class FetchError(ImageInputError):
-    """A URL could not be fetched under the rules; ``code`` says which rule (for error shapes and metrics).
+    """A URL could not be fetched under the rules; ``reason`` says which rule (a key of FETCH_CODES)."""
 
-    Codes: ``scheme``, ``bad_url``, ``forbidden_address``, ``dns``, ``connect``, ``http_status``,
-    ``too_large``, ``timeout``, ``redirects``.
-    """
+    def __init__(self, reason: str, message: str, *, parameter: str | None = None) -> None:
+        super().__init__(message, code=FETCH_CODES[reason], parameter=parameter)
+        self.reason = reason
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+    def at(self, parameter: str | None) -> FetchError:
+        return FetchError(self.reason, self.message, parameter=parameter)
+
+
+def _fail(reason: str, what: str, message: str) -> FetchError:
+    return FetchError(reason, message, parameter=what)
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,7 @@ class FetchPolicy:
     timeout_s: float = FETCH_TIMEOUT_S
     max_redirects: int = MAX_REDIRECTS
     allow: tuple[IPNetwork, ...] = ()
+    hint: str = LIBRARY_HINT  # how whoever set this policy opens a range (the gateway names its flag)
 
     @classmethod
     def allowing(cls, cidrs: Iterable[str], **kwargs: Any) -> FetchPolicy:
@@ -83,11 +95,14 @@ DEFAULT_POLICY = FetchPolicy()
 
 def redact(url: str) -> str:
     """The URL without its query and credentials: presigned signatures must not reach logs or errors."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", parts.port
+    except ValueError:  # a malformed URL: say nothing of it but its scheme
+        return url.split(":", 1)[0][:10] + ":..."
     netloc = f"[{host}]" if ":" in host else host
-    if parts.port is not None:
-        netloc += f":{parts.port}"
+    if port is not None:
+        netloc += f":{port}"
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))[:300]
 
 
@@ -119,17 +134,17 @@ class Target:
 
 def _split(url: str, what: str) -> tuple[Any, str, int]:
     if not isinstance(url, str) or len(url) > 8192:
-        raise FetchError("bad_url", f"{what}: must be an http(s) URL of at most 8192 characters")
+        raise _fail("bad_url", what, "must be an http(s) URL of at most 8192 characters")
     try:
         parts = urlsplit(url.strip())
         port = parts.port
     except ValueError:
-        raise FetchError("bad_url", f"{what}: {redact(url)} is not a valid URL") from None
+        raise _fail("bad_url", what, f"{redact(url)} is not a valid URL") from None
     if parts.scheme not in ("http", "https"):
-        raise FetchError("scheme", f"{what}: only http and https URLs are accepted, got scheme "
+        raise _fail("scheme", what, f"only http and https URLs are accepted, got scheme "
                                    f"{parts.scheme[:20]!r}")
     if not parts.hostname:
-        raise FetchError("bad_url", f"{what}: {redact(url)} has no host")
+        raise _fail("bad_url", what, f"{redact(url)} has no host")
     return parts, parts.hostname, port or (443 if parts.scheme == "https" else 80)
 
 
@@ -146,16 +161,15 @@ async def resolve(url: str, policy: FetchPolicy = DEFAULT_POLICY, *, what: str =
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError) as exc:
-            raise FetchError("dns", f"{what}: cannot resolve host {host[:255]!r} ({exc})") from None
+            raise _fail("dns", what, f"cannot resolve host {host[:255]!r} ({exc})") from None
         addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos))
         if not addresses:
-            raise FetchError("dns", f"{what}: host {host[:255]!r} resolves to no address")
+            raise _fail("dns", what, f"host {host[:255]!r} resolves to no address")
     for ip in addresses:  # every answer must pass, or a rebinding name could pick a bad one later
         reason = forbidden_reason(ip)
         if reason and not _allowed(ip, policy):
-            raise FetchError("forbidden_address", f"{what}: {redact(url)} resolves to {ip}, a {reason} address; "
-                                                  "server-side requests go to public addresses only "
-                                                  "(an operator can allow a range with --allow-fetch-from)")
+            raise _fail("forbidden_address", what, f"{redact(url)} resolves to {ip}, a {reason} address; "
+                                                       f"requests go to public addresses only ({policy.hint})")
     ip = addresses[0]
     netloc = f"[{ip}]" if ip.version == 6 else str(ip)
     pinned = urlunsplit((parts.scheme, f"{netloc}:{port}", parts.path or "/", parts.query, ""))
@@ -204,7 +218,7 @@ async def _fetch(url: str, policy: FetchPolicy, what: str) -> bytes:
             try:
                 response = await _send(client, "GET", target)
             except httpx.HTTPError as exc:
-                raise FetchError("connect", f"{what}: {redact(url)}: {type(exc).__name__} {exc}") from None
+                raise _fail("connect", what, f"{redact(url)}: {type(exc).__name__} {exc}") from None
             try:
                 if response.is_redirect and "location" in response.headers:
                     url = urljoin(url, response.headers["location"])
@@ -212,26 +226,26 @@ async def _fetch(url: str, policy: FetchPolicy, what: str) -> bytes:
                 return await _read_body(response, url, policy, what)
             finally:
                 await response.aclose()
-        raise FetchError("redirects", f"{what}: {redact(url)}: more than {policy.max_redirects} redirects")
+        raise _fail("redirects", what, f"{redact(url)}: more than {policy.max_redirects} redirects")
 
 
 async def _read_body(response: httpx.Response, url: str, policy: FetchPolicy, what: str) -> bytes:
     if response.status_code >= 400 or response.status_code < 200:
-        raise FetchError("http_status", f"{what}: {redact(url)}: HTTP {response.status_code} "
+        raise _fail("http_status", what, f"{redact(url)}: HTTP {response.status_code} "
                                         f"{response.reason_phrase}")
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > policy.max_bytes:
-        raise FetchError("too_large", f"{what}: {redact(url)}: {int(declared):,} bytes, over the "
+        raise _fail("too_large", what, f"{redact(url)}: {int(declared):,} bytes, over the "
                                       f"{policy.max_bytes:,}-byte limit")
     chunks, total = [], 0
     try:
         async for chunk in response.aiter_raw(_CHUNK):
             total += len(chunk)
             if total > policy.max_bytes:
-                raise FetchError("too_large", f"{what}: {redact(url)}: more than the {policy.max_bytes:,}-byte limit")
+                raise _fail("too_large", what, f"{redact(url)}: more than the {policy.max_bytes:,}-byte limit")
             chunks.append(chunk)
     except httpx.HTTPError as exc:
-        raise FetchError("connect", f"{what}: {redact(url)}: {type(exc).__name__} {exc}") from None
+        raise _fail("connect", what, f"{redact(url)}: {type(exc).__name__} {exc}") from None
     return b"".join(chunks)
 
 
@@ -239,29 +253,65 @@ async def fetch_async(url: str, policy: FetchPolicy = DEFAULT_POLICY, *, what: s
     """GET ``url`` under the rules; raises FetchError (an ImageInputError) naming ``what`` and the rule."""
     return await _with_deadline(
         _fetch(url, policy, what), policy.timeout_s,
-        lambda: FetchError("timeout", f"{what}: {redact(url)}: not fully received within {policy.timeout_s:g} s"))
+        lambda: _fail("timeout", what, f"{redact(url)}: not fully received within {policy.timeout_s:g} s"))
+
+
+UPLOAD = "uploadEndpoint"
 
 
 async def _upload(url: str, data: bytes, content_type: str, policy: FetchPolicy) -> None:
     async with _client() as client:
-        target = await resolve(url, policy, what="uploadEndpoint")
+        target = await resolve(url, policy, what=UPLOAD)
         headers = {"Content-Type": content_type}
         try:
             response = await _send(client, "PUT", target, content=data, headers=headers)
         except httpx.HTTPError as exc:
-            raise UploadError(f"upload to {redact(url)}: {type(exc).__name__} {exc}") from None
+            raise UploadError(f"upload to {redact(url)}: {type(exc).__name__} {exc}", parameter=UPLOAD) from None
         await response.aclose()
         if response.status_code >= 300:
-            raise UploadError(f"upload to {redact(url)}: HTTP {response.status_code} {response.reason_phrase}")
+            raise UploadError(f"upload to {redact(url)}: HTTP {response.status_code} {response.reason_phrase}",
+                              parameter=UPLOAD)
 
 
 async def upload_async(url: str, data: bytes, content_type: str, policy: FetchPolicy = DEFAULT_POLICY) -> None:
     """HTTP PUT of a result to a presigned URL (S3, GCS, Azure SAS...), under the same rules (no redirects)."""
     try:
         await _with_deadline(_upload(url, data, content_type, policy), policy.timeout_s,
-                             lambda: UploadError(f"upload to {redact(url)}: no answer within {policy.timeout_s:g} s"))
+                             lambda: UploadError(f"upload to {redact(url)}: no answer within {policy.timeout_s:g} s",
+                                                 parameter=UPLOAD))
     except FetchError as exc:
-        raise UploadError(str(exc)) from None
+        raise UploadError(exc.message, parameter=UPLOAD) from None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What a receiver answered to a POST: its status and the Retry-After it asked for, if any."""
+
+    status: int
+    retry_after: str | None
+
+
+async def _post(url: str, content: bytes, headers: dict[str, str], policy: FetchPolicy, what: str) -> Reply:
+    async with _client() as client:
+        target = await resolve(url, policy, what=what)
+        try:
+            response = await _send(client, "POST", target, content=content, headers=headers)
+        except httpx.HTTPError as exc:
+            raise _fail("connect", what, f"{redact(url)}: {type(exc).__name__} {exc}") from None
+        await response.aclose()
+        return Reply(response.status_code, response.headers.get("retry-after"))
+
+
+async def post_async(url: str, content: bytes, headers: dict[str, str], policy: FetchPolicy = DEFAULT_POLICY, *,
+                     what: str = "webhookURL") -> Reply:
+    """POST to ``url`` under the rules (checked address pinned, no redirects followed, one deadline).
+
+    Raises FetchError when the address is refused, the host does not resolve or the connection
+    fails; any HTTP answer, even an error status, is a Reply (the caller decides about retrying).
+    """
+    return await _with_deadline(
+        _post(url, content, headers, policy, what), policy.timeout_s,
+        lambda: _fail("timeout", what, f"{redact(url)}: no answer within {policy.timeout_s:g} s"))
 
 
 def run_sync(coro: Awaitable[T]) -> T:

@@ -1,0 +1,285 @@
+"""fal's Bria background routes (hosted-API document 002), sync and queued: a thin adapter over the flow.
+
+``POST /fal-ai/bria/background/{remove,replace}`` runs now; ``POST /queue/fal-ai/bria/background/...``
+stores a job and answers fal's queue handle (status, response and cancel URLs). Errors are fal's
+shape, which is FastAPI's: ``{"detail": [{"loc": ["body", PARAM], "msg", "type"}]}``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+
+from rmbg_backend.options import Options
+from rmbg_hosted.errors import InvalidInputError, NotFoundError, RmbgError
+from rmbg_hosted.flow import Fields, Output, Removal, run_task
+from rmbg_hosted.inputs import to_data_uri
+from rmbg_server.gateway.jobs import Job
+from rmbg_server.gateway.ports import GatewayPorts
+from rmbg_server.gateway.responses import BlobJSONResponse, error_response
+from rmbg_server.gateway.state import gateway
+
+PREFIX = "/fal-ai/bria/background"
+QUEUE_PREFIX = "/queue/fal-ai/bria/background"
+APP_QUEUE_PREFIX = "/queue/fal-ai/bria"  # fal's clients may address a request by the app id alone
+OPERATIONS = ("remove", "replace")
+PROTOCOL = "fal"
+_STRICT = ConfigDict(extra="forbid", strict=True)
+router = APIRouter()
+
+
+class FalRemoveRequest(BaseModel):
+    model_config = _STRICT
+    image_url: str = Field(description="Input image: an http(s) URL, a data URI or base64")
+    sync_mode: StrictBool = Field(False, description="return the image as a data URI; nothing is stored")
+
+
+class FalReplaceRequest(BaseModel):
+    model_config = _STRICT
+    image_url: str = Field(description="Input image to cut out")
+    ref_image_url: str = Field("", description="Background composited behind the subject (URL, data URI, base64)")
+    ref_image_file: str | None = Field(None, description="Used when ref_image_url is empty")
+    prompt: str | None = Field(None, description="Generative replacement is not offered: with a reference image "
+                                                 "it is ignored (named in X-Rmbg-Ignored); alone it answers 422")
+    negative_prompt: str = Field("", description="Only used with a prompt: ignored")
+    refine_prompt: StrictBool = True
+    seed: StrictInt | None = Field(None, ge=0, le=2147483647)
+    fast: StrictBool = True
+    num_images: StrictInt = Field(1, ge=1, le=4)
+    sync_mode: StrictBool = False
+
+
+REQUESTS: dict[str, type[FalRemoveRequest] | type[FalReplaceRequest]] = {
+    "remove": FalRemoveRequest, "replace": FalReplaceRequest}
+GENERATIVE = ("prompt", "negative_prompt", "refine_prompt", "fast")
+
+
+class FalImage(BaseModel):
+    url: str
+    content_type: str
+    file_name: str
+    file_size: int
+    width: int
+    height: int
+
+
+class FalRemoveResponse(BaseModel):
+    image: FalImage
+
+
+class FalReplaceResponse(BaseModel):
+    images: list[FalImage]
+    seed: int
+
+
+class FalQueued(BaseModel):
+    request_id: str
+    response_url: str
+    status_url: str
+    cancel_url: str
+
+
+class FalStatus(BaseModel):
+    status: Literal["IN_QUEUE", "IN_PROGRESS", "COMPLETED"]
+    request_id: str
+    response_url: str | None = None
+    queue_position: int | None = None
+    logs: list[dict[str, Any]] | None = None
+    error: str | None = None
+
+
+STATUS = {"queued": "IN_QUEUE", "processing": "IN_PROGRESS", "completed": "COMPLETED", "failed": "COMPLETED",
+          "cancelled": "COMPLETED"}
+
+
+def error_body(error: RmbgError) -> dict[str, Any]:
+    if not error.parameter:
+        return {"detail": error.message}
+    return {"detail": [{"loc": ["body", *error.parameter.split(".")], "msg": error.message, "type": error.code}]}
+
+
+def render_error(error: RmbgError) -> JSONResponse:
+    """The one rendering of an error for fal: its body, 422 for a bad request."""
+    return error_response(error, error_body(error), client_status=422)
+
+
+def removal(operation: str, body: FalRemoveRequest | FalReplaceRequest, *, host: bool) -> Removal:
+    """A fal request as the flow's Removal (the model is the endpoint id's alias)."""
+    background = None
+    if isinstance(body, FalReplaceRequest):
+        background = body.ref_image_url or body.ref_image_file
+        if not background:
+            if body.prompt:
+                raise InvalidInputError("generative background replacement is not offered here; give ref_image_url, "
+                                        "an image composited behind the subject", code="unsupported",
+                                        parameter="prompt")
+            raise InvalidInputError("is required: the background image (URL, data URI or base64)",
+                                    code="missing", parameter="ref_image_url")
+        if body.num_images != 1:
+            raise InvalidInputError("must be 1: compositing a reference image gives one result", code="unsupported",
+                                    parameter="num_images")
+    return Removal(model=f"fal-ai/bria/background/{operation}", image=body.image_url, options=Options(),
+                   fields=Fields(image="image_url", background="ref_image_url", model=None), background=background,
+                   host=host)
+
+
+def renderer(body: FalRemoveRequest | FalReplaceRequest) -> Any:
+    def render(output: Output) -> dict[str, Any]:
+        image = {"url": to_data_uri(output.data, output.content_type) if body.sync_mode else output.url,
+                 "content_type": output.content_type, "file_name": output.file_name, "file_size": len(output.data),
+                 "width": output.width, "height": output.height}
+        if isinstance(body, FalReplaceRequest):
+            return {"images": [image], "seed": body.seed or 0}
+        return {"image": image}
+    return render
+
+
+def ignored(body: FalRemoveRequest | FalReplaceRequest) -> dict[str, str]:
+    """The generation-only fields a replace request carried beside its reference image, for X-Rmbg-Ignored."""
+    names = [f for f in GENERATIVE if f in body.model_fields_set] if isinstance(body, FalReplaceRequest) else []
+    return {"X-Rmbg-Ignored": ", ".join(names)} if names else {}
+
+
+def ports_of(request: Request) -> GatewayPorts:
+    return GatewayPorts(gateway(request), request.scope.get("state", {}).get("tenant"))
+
+
+async def run_now(request: Request, operation: str, body: FalRemoveRequest | FalReplaceRequest) -> Response:
+    gw = gateway(request)
+    try:
+        with gw.admit():
+            result = await run_task(removal(operation, body, host=not body.sync_mode), ports_of(request),
+                                    renderer(body))
+    except RmbgError as exc:
+        gw.metrics.tasks.labels(PROTOCOL, "failed").inc()
+        return render_error(exc)
+    gw.metrics.tasks.labels(PROTOCOL, "completed").inc()
+    return BlobJSONResponse(result, headers=ignored(body))
+
+
+@router.post(f"{PREFIX}/remove", response_model=FalRemoveResponse, tags=["fal"],
+             summary="Remove the background (fal-ai/bria/background/remove)")
+async def fal_remove(request: Request, body: FalRemoveRequest) -> Response:
+    return await run_now(request, "remove", body)
+
+
+@router.post(f"{PREFIX}/replace", response_model=FalReplaceResponse, tags=["fal"],
+             summary="Composite ref_image_url behind the subject (no generative prompt)")
+async def fal_replace(request: Request, body: FalReplaceRequest) -> Response:
+    return await run_now(request, "replace", body)
+
+
+# -- the queue ---------------------------------------------------------------------------------
+
+def handle(request: Request, operation: str, request_id: str) -> dict[str, str]:
+    base = f"{gateway(request).settings.base_url}{QUEUE_PREFIX}/{operation}/requests/{request_id}"
+    return {"request_id": request_id, "response_url": base, "status_url": f"{base}/status",
+            "cancel_url": f"{base}/cancel"}
+
+
+async def enqueue(request: Request, operation: str, body: FalRemoveRequest | FalReplaceRequest) -> Response:
+    gw = gateway(request)
+    ports = ports_of(request)
+    try:
+        await ports.check(removal(operation, body, host=True))
+        request_id = str(uuid.uuid4())
+        await gw.submit(Job(id=request_id, protocol=PROTOCOL, ttl_s=gw.settings.ttl,
+                            request={"operation": operation, "input": body.model_dump(exclude_unset=True)}))
+    except RmbgError as exc:
+        return render_error(exc)
+    return JSONResponse(handle(request, operation, request_id), headers=ignored(body))
+
+
+@router.post(f"{QUEUE_PREFIX}/remove", response_model=FalQueued, tags=["fal queue"])
+async def fal_queue_remove(request: Request, body: FalRemoveRequest) -> Response:
+    return await enqueue(request, "remove", body)
+
+
+@router.post(f"{QUEUE_PREFIX}/replace", response_model=FalQueued, tags=["fal queue"])
+async def fal_queue_replace(request: Request, body: FalReplaceRequest) -> Response:
+    return await enqueue(request, "replace", body)
+
+
+async def queued_job(request: Request, request_id: str) -> Job:
+    job = await gateway(request).store.get(request_id)
+    if job is None or job.protocol != PROTOCOL:
+        raise NotFoundError(f"request {request_id[:80]} not found (results are kept for their ttl)")
+    return job
+
+
+def message_of(body: dict[str, Any] | None) -> str:
+    """The message of a stored fal error body."""
+    detail = (body or {}).get("detail", "failed")
+    return str(detail[0].get("msg", "failed") if isinstance(detail, list) and detail else detail)
+
+
+async def status(request: Request, request_id: str) -> Response:
+    try:
+        job = await queued_job(request, request_id)
+    except RmbgError as exc:
+        return render_error(exc)
+    urls = handle(request, job.request["operation"], request_id)
+    error = message_of(job.error) if job.status == "failed" else "cancelled" if job.status == "cancelled" else None
+    body = FalStatus(status=STATUS[job.status], request_id=request_id, response_url=urls["response_url"],
+                     queue_position=0 if job.status == "queued" else None, logs=[], error=error)
+    return JSONResponse(body.model_dump(exclude_none=True))
+
+
+async def result(request: Request, request_id: str) -> Response:
+    try:
+        job = await queued_job(request, request_id)
+    except RmbgError as exc:
+        return render_error(exc)
+    if job.status == "completed" and job.result is not None:
+        return BlobJSONResponse(job.result)
+    if job.status == "failed":
+        return JSONResponse(job.error or {"detail": "failed"}, 422)
+    if job.status == "cancelled":
+        return JSONResponse({"detail": f"request {request_id} was cancelled"}, 400)
+    return JSONResponse({"detail": f"request {request_id} is still {STATUS[job.status]}"}, 400)
+
+
+async def cancel(request: Request, request_id: str) -> Response:
+    try:
+        job = await queued_job(request, request_id)
+    except RmbgError as exc:
+        return render_error(exc)
+    if await gateway(request).store.cancel(request_id):
+        return JSONResponse({"status": "CANCELLATION_REQUESTED"}, 202)
+    return JSONResponse({"status": "ALREADY_COMPLETED" if job.status != "processing" else "IN_PROGRESS"}, 400)
+
+
+for _op in OPERATIONS:
+    _base = f"{QUEUE_PREFIX}/{_op}/requests/{{request_id}}"
+    router.add_api_route(f"{_base}/status", status, methods=["GET"], tags=["fal queue"], response_model=FalStatus,
+                         summary=f"Status of a queued {_op} request")
+    router.add_api_route(_base, result, methods=["GET"], tags=["fal queue"],
+                         summary=f"Result of a queued {_op} request (the sync body)")
+    router.add_api_route(f"{_base}/cancel", cancel, methods=["PUT"], tags=["fal queue"],
+                         summary=f"Cancel a queued {_op} request")
+_app_base = f"{APP_QUEUE_PREFIX}/requests/{{request_id}}"
+router.add_api_route(f"{_app_base}/status", status, methods=["GET"], include_in_schema=False)
+router.add_api_route(_app_base, result, methods=["GET"], include_in_schema=False)
+router.add_api_route(f"{_app_base}/cancel", cancel, methods=["PUT"], include_in_schema=False)
+
+
+async def run_job(job: Job, ports: GatewayPorts) -> tuple[str, dict[str, Any]]:
+    operation = job.request["operation"]
+    try:
+        body = REQUESTS[operation].model_validate(job.request["input"])
+        return "completed", await run_task(removal(operation, body, host=True), ports, renderer(body))
+    except RmbgError as exc:
+        if exc.status == 503:
+            raise  # an outage: the runner waits it out
+        return "failed", error_body(exc)
+
+
+def webhook_body(job: Job) -> dict[str, Any]:
+    """fal's webhook body, for a queue request's ``fal_webhook``."""
+    ok = job.status == "completed"
+    return {"request_id": job.id, "gateway_request_id": job.id, "status": "OK" if ok else "ERROR",
+            "payload": job.result if ok else job.error, **({} if ok else {"error": "the request failed"})}
