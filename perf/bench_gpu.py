@@ -1,4 +1,4 @@
-"""GPU figures of the gpu-torch target -> perf/results/gpu_h100.json (issue 14, DESIGN.md section 10).
+"""GPU figures of the gpu-torch target -> perf/results/gpu_h100.json (the README's GPU figures and their targets).
 
 For IS-Net and BiRefNet at 1024x1024 (synthetic weights unless given: speed does not depend
 on them), on one GPU:

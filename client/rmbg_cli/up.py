@@ -28,7 +28,7 @@ def fallback_aliases(ready: list[str], strict: bool) -> dict[str, str]:
     """Where the repository holds one family only, its sibling's hosted names are served by it (said loudly).
 
     The documented examples name both RMBG-1.4 (isnet) and RMBG-2.0 (birefnet); ``make repo`` builds
-    IS-Net only. DESIGN.md's ``--alias bria:2@1=isnet`` does this by hand; ``rmbg up`` does it for all
+    IS-Net only. ``--alias bria:2@1=isnet`` does this by hand; ``rmbg up`` does it for all
     the RMBG-2.0 names unless --strict-models.
     """
     from rmbg_backend.contract import model_of_ensemble

@@ -30,7 +30,7 @@ class Options:
     alphaMattingErodeSize: int = 10
     postProcessMask: bool = False
     preserveAlpha: bool = False
-    # output shaping (DESIGN.md section 6; applied by shape.py between matting and compose)
+    # output shaping (README, "Output shaping"; applied by shape.py between matting and compose)
     crop: bool = False
     cropMargin: int | str = 0  # pixels, or "N%" of the subject box (normalised by _crop_margin)
     outputSize: tuple[int, int] | None = None

@@ -1,6 +1,6 @@
 """Output shaping: crop to the subject, canvas size, scale and position, drop shadow, edge colours.
 
-Runs after matting and before compose, on plain arrays (DESIGN.md section 6). The subject is
+Runs after matting and before compose, on plain arrays (README, "Output shaping"). The subject is
 every pixel whose alpha is at least ``SUBJECT_ALPHA``; its bounding box drives ``crop``,
 ``scale`` and ``position``. Memory stays bounded by the output: the source is only sliced
 (views, no copies), only the part of it that lands on the canvas is resampled, and every

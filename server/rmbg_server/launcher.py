@@ -1,6 +1,6 @@
 """Start Triton on this machine: the NGC container's ``tritonserver`` or the one in nvidia-pytriton.
 
-Measured facts this module encodes (see DESIGN.md section 3): the Python-backend stub must sit
+Measured facts this module encodes (README, "Development"): the Python-backend stub must sit
 in ``backends/python/`` and match the running Python; it finds site-packages from the first
 ``python3`` on PATH (so the venv's ``bin`` goes first); copied out of the wheel it needs the
 wheel's bundled libraries on LD_LIBRARY_PATH; it links against the system ``libpythonX.Y``.

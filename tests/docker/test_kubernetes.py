@@ -1,6 +1,6 @@
 """docker/kubernetes: both overlays and the KServe alternative render with kubectl kustomize,
-the built-in kinds pass kubernetes-validate in strict mode, and the invariants of DESIGN.md
-section 5 hold in what would be applied (not in the source files)."""
+the built-in kinds pass kubernetes-validate in strict mode, and the invariants of the README's
+"Scale-out" section hold in what would be applied (not in the source files)."""
 
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ from rmbg_client import RmbgClient
 from tests.conftest import mask_quality
 
 pytestmark = pytest.mark.triton
-MAE_BOUND, IOU_BOUND = 0.036, 0.89  # DESIGN.md section 10, absolute
+MAE_BOUND, IOU_BOUND = 0.036, 0.89  # the README's quality bounds, absolute
 MAE_SLACK, IOU_SLACK = 0.002, 0.005  # int8 against f32
 
 

@@ -1,4 +1,4 @@
-"""Output shaping (DESIGN.md section 6) through the real Triton server and the real `rmbg remove`."""
+"""Output shaping (README, "Output shaping") through the real Triton server and the real `rmbg remove`."""
 
 from __future__ import annotations
 

@@ -1,1 +1,1 @@
-"""The hosted-API gateway (DESIGN.md section 3): HTTP protocols over Triton, durable jobs, hosted files."""
+"""The hosted-API gateway (README, "Gateway"): HTTP protocols over Triton, durable jobs, hosted files."""

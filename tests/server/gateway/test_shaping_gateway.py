@@ -1,4 +1,4 @@
-"""Output shaping (DESIGN.md section 6) through the gateway's ``settings`` pass-through, over real HTTP."""
+"""Output shaping (README, "Output shaping") through the gateway's ``settings`` pass-through, over real HTTP."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ const checked = (id) => $(id).checked;
 const number = (id) => Number($(id).value);
 const filled = (id) => $(id).value.trim() !== "";
 
-// The OPTIONS of DESIGN.md sections 2 and 6, as the task's "settings": only what the form sets,
+// The OPTIONS (README, "OPTIONS" and "Output shaping"), as the task's "settings": only what the form sets,
 // so the server's defaults apply to the rest.
 function buildSettings() {
   const s = {};
