@@ -12,9 +12,9 @@ from pathlib import Path
 
 from rmbg_backend.contract import PRECISIONS, TARGET_PRECISIONS, TARGETS, TORCH_DEVICES, TORCH_GRAPH_MODES
 from rmbg_backend.families import FAMILIES, all_variants
+from rmbg_cli.exits import EXIT_FAILED, EXIT_OK
 from rmbg_cli.extras import require
 
-EXIT_OK, EXIT_FAILED = 0, 1
 DEFAULT_MAX_BATCH = 4
 GPU_TORCH_MAX_BATCH = 16  # a GPU needs batches to fill it; 16 x 1024^2 fits every variant in fp16
 

@@ -7,9 +7,8 @@ import sys
 from pathlib import Path
 
 from rmbg_backend.families import all_variants
+from rmbg_cli.exits import EXIT_FAILED, EXIT_OK
 from rmbg_cli.extras import require
-
-EXIT_OK, EXIT_FAILED = 0, 1
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -7,10 +7,10 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from rmbg_cli.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from rmbg_cli.files import collect_inputs, output_paths
 from rmbg_client import RmbgClient, RmbgError, ServerUnavailableError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 FORMATS = ("png", "webp", "jpg", "auto")
 
 

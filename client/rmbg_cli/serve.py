@@ -9,10 +9,10 @@ import sys
 import threading
 from pathlib import Path
 
+from rmbg_cli.exits import EXIT_FAILED, EXIT_OK
 from rmbg_cli.extras import require
 
 log = logging.getLogger("rmbg.serve")
-EXIT_OK, EXIT_FAILED = 0, 1
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
