@@ -38,9 +38,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="PyTorch definition for PyTorch weights (default: follows the checkpoint)")
     b.add_argument("--out", type=Path, default=Path("model_repository"), metavar="DIR",
                    help="the model repository to write (default: %(default)s)")
-    b.add_argument("--size", type=int, help="model input size (default 1024; tests use smaller)")
+    b.add_argument("--size", type=int, help="model input size (default: 1024; tests use smaller)")
     b.add_argument("--max-batch", type=positive_int, default=None,
-                   help=f"largest dynamic batch (default {DEFAULT_MAX_BATCH}, {GPU_TORCH_MAX_BATCH} for gpu-torch)")
+                   help=f"largest dynamic batch (default: {DEFAULT_MAX_BATCH}, {GPU_TORCH_MAX_BATCH} for gpu-torch)")
     b.add_argument("--pre-instances", type=positive_int, default=default_step_instances(),
                    help="preprocess instances (default: half the cores)")
     b.add_argument("--post-instances", type=positive_int, default=default_step_instances(),
@@ -57,10 +57,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     b.add_argument("--device", choices=TORCH_DEVICES, default=TORCH_DEVICES[0],
                    help="gpu-torch: run torch on the GPU, or on the CPU (tests and machines without a GPU) "
                         "(default: %(default)s)")
-    b.add_argument("--max-input-mb", type=float, help="largest encoded input (default 50)")
-    b.add_argument("--max-megapixels", type=float, help="largest decoded image (default 50)")
-    b.add_argument("--max-side", type=int, help="longest decoded side in pixels (default 30000)")
-    b.add_argument("--max-output-mb", type=float, help="largest encoded result (default 200)")
+    b.add_argument("--max-input-mb", type=float, help="largest encoded input (default: 50)")
+    b.add_argument("--max-megapixels", type=float, help="largest decoded image (default: 50)")
+    b.add_argument("--max-side", type=int, help="longest decoded side in pixels (default: 30000)")
+    b.add_argument("--max-output-mb", type=float, help="largest encoded result (default: 200)")
     return b
 
 

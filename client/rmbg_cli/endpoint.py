@@ -38,12 +38,11 @@ def default_url(protocol: str) -> str:
 
 def build_hint(model: str, repository: Path | str = "model_repository") -> str:
     """The command that builds ``model`` into ``repository``, with the weights sources its record names."""
-    sources = [s.source for s in FAMILIES[model].sources]
-    weights = sources[0] if len(sources) == 1 else "SOURCE"
-    hint = f"rmbg build-repo --model {model} --weights {weights} --out {repository}"
-    if len(sources) > 1:
-        hint += f" (SOURCE: {', '.join(sources)} or a local .onnx/.pth/.safetensors; build-repo prints each licence)"
-    return hint + (" (or: make repo)" if model == "isnet" else "")
+    first, *others = [s.source for s in FAMILIES[model].sources]
+    notes = ["or: make repo"] if model == "isnet" and Path(repository) == Path("model_repository") else []
+    notes.append(f"other --weights: {', '.join(others)} or a local .onnx/.pth/.safetensors; "
+                 "build-repo prints each one's licence" if others else "build-repo prints its licence")
+    return f"rmbg build-repo --model {model} --weights {first} --out {repository} ({'; '.join(notes)})"
 
 
 def _ready(url: str, protocol: str, model: str) -> bool:

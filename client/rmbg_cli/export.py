@@ -14,7 +14,7 @@ from rmbg_cli.extras import require
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     e = sub.add_parser("export", help="export a PyTorch model to ONNX (dynamic batch), verified against PyTorch")
     e.add_argument("--model", choices=all_variants(), required=True,
-                   help="a variant; *-tiny: small test variants without official weights")
+                   help="a variant; *-tiny: small test variants without official weights (required)")
     e.add_argument("--weights", required=True, help="hf:<repo> | synthetic | path to .pth/.safetensors (required)")
     e.add_argument("-o", "--output", type=Path, required=True, metavar="FILE.onnx", help="the ONNX file (required)")
     e.add_argument("--fp16", action="store_true",

@@ -94,8 +94,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     shaping.add_argument("--refine-foreground", action="store_true",
                          help="estimate edge colours so no old background shows through (default: off)")
     r.add_argument("--allow-fetch-from", action="append", default=[], type=ft.cidr, metavar="CIDR",
-                   help="let URL inputs reach this non-public range, e.g. 10.0.0.0/8 (repeatable; "
-                   "default: public addresses only)")
+                   help="let URL inputs reach this non-public range, e.g. 10.0.0.0/8, repeatable "
+                   "(default: public addresses only)")
     r.add_argument("--concurrency", type=ft.positive_int, default=2, metavar="N",
                    help="requests in flight at once (default: %(default)s)")
     r.add_argument("--timeout", type=ft.positive_float, default=300.0, metavar="S",
