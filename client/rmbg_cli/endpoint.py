@@ -107,12 +107,15 @@ def _sigterm_interrupts() -> Iterator[None]:
 @contextmanager
 def embedded_server(repository: Path, protocol: str, model: str, unanswered: str) -> Iterator[str]:
     """A Triton for this run on free loopback ports; yields its address for ``protocol``."""
+    needs = (f"nothing answers at {unanswered}, and starting a server for this run needs the 'server' extra: "
+             "pip install 'rmbg-triton[server]'; or pass --url HOST:PORT of a running server")
     try:
         launcher = require("rmbg_server.launcher", "server", "remove")
+        launcher.find_triton()  # the client-only install has the launcher's code, not the server it starts
     except MissingExtraError as exc:
-        raise EndpointError(f"nothing answers at {unanswered}, and starting a server for this run needs the "
-                            f"'server' extra: pip install 'rmbg-triton[server]'; or pass --url HOST:PORT of a "
-                            f"running server ({exc})") from None
+        raise EndpointError(f"{needs} ({exc})") from None
+    except launcher.LaunchError as exc:
+        raise EndpointError(f"{needs} ({exc})") from None
     where = f"{repository}/"
     if not repository.is_dir() or not any(repository.glob("*/config.pbtxt")):
         raise EndpointError(f"nothing answers at {unanswered}, and there is no model repository at {where} to "
@@ -120,29 +123,38 @@ def embedded_server(repository: Path, protocol: str, model: str, unanswered: str
                             "--model-repository DIR, or --url HOST:PORT of a running server")
     if model not in (available := repository_models(repository)):
         raise EndpointError(_not_built(model, where, available, repository, restart=False))
+    try:
+        launcher.check_repository(repository)
+    except launcher.LaunchError as exc:
+        raise EndpointError(f"nothing answers at {unanswered}, and {exc}") from None
     fd, log_name = tempfile.mkstemp(prefix="rmbg-remove-triton-", suffix=".log")
     os.close(fd)
     log_file = Path(log_name)
+    keep_log = False  # only a log a message points to is kept
     print(f"rmbg remove: nothing answers at {unanswered}; starting a server for this run from {where} "
           "(stopped at the end) ...", file=sys.stderr, flush=True)
     cfg = launcher.ServerConfig.on_free_ports(repository)
     started = time.monotonic()
-    with _sigterm_interrupts():
-        try:
-            server, watchdog = serve.start_server(cfg, log_file, command="remove")
-        except launcher.LaunchError as exc:
-            raise EndpointError(f"could not start a server for this run: {exc} (its log: {log_file})") from None
-        try:
-            print(f"rmbg remove: server ready in {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
-            yield server.grpc_url if protocol == "grpc" else f"{cfg.host}:{cfg.http_port}"
-        finally:
-            died = server.process.poll() is not None
-            watchdog.stop()
-            server.stop()
-            if died:
-                print(f"rmbg remove: the server stopped during the run; its log: {log_file}", file=sys.stderr)
-            else:
-                log_file.unlink(missing_ok=True)
+    try:
+        with _sigterm_interrupts():
+            try:
+                server, watchdog = serve.start_server(cfg, log_file, command="remove")
+            except launcher.LaunchError as exc:
+                keep_log = True
+                raise EndpointError(f"could not start a server for this run: {exc} (its log: {log_file})") from None
+            try:
+                print(f"rmbg remove: server ready in {time.monotonic() - started:.1f} s", file=sys.stderr,
+                      flush=True)
+                yield server.grpc_url if protocol == "grpc" else f"{cfg.host}:{cfg.http_port}"
+            finally:
+                keep_log = server.process.poll() is not None
+                watchdog.stop()
+                server.stop()
+                if keep_log:
+                    print(f"rmbg remove: the server stopped during the run; its log: {log_file}", file=sys.stderr)
+    finally:
+        if not keep_log:
+            log_file.unlink(missing_ok=True)
 
 
 @contextmanager

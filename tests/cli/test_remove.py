@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import socket
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -242,3 +244,17 @@ def test_a_model_missing_from_the_repository_is_named_before_a_server_starts(pho
     assert f"the birefnet model is not built: {tiny_repository}/ has rmbg_isnet. Build it with: rmbg build-repo " \
            f"--model birefnet --weights hf:briaai/RMBG-2.0 --out {tiny_repository} (other --weights: " in err
     assert err.rstrip().endswith("or use --model isnet") and "starting a server" not in err
+
+
+def test_an_incomplete_repository_is_named_before_a_server_starts(photos, capsys, tiny_repository, tmp_path,
+                                                                  nothing_at_the_default):
+    repo = Path(shutil.copytree(tiny_repository, tmp_path / "repo"))
+    for engine_file in (repo / "isnet" / "1").glob("model.*"):
+        if engine_file.name != "model.py":
+            engine_file.unlink()
+    logs = set(Path(tempfile.gettempdir()).glob("rmbg-remove-triton-*.log"))
+    assert main(["remove", str(photos), "-o", str(tmp_path / "out"), "--model-repository", str(repo)]) == 2
+    err = capsys.readouterr().err
+    assert f"nothing answers at {endpoint.default_url('grpc')}, and model repository {repo} is incomplete: isnet " \
+           f"lacks {repo / 'isnet' / '1'}" in err and "Rebuild it: rmbg build-repo" in err
+    assert "starting a server" not in err and set(Path(tempfile.gettempdir()).glob("rmbg-remove-triton-*.log")) <= logs

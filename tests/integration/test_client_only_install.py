@@ -62,7 +62,7 @@ def test_client_install_without_a_server_names_the_server_extra(client_venv, sma
     (tmp_path / "in.jpg").write_bytes(small_jpeg)
     proc = subprocess.run([client_venv / "bin" / "python", "-c", DRIVER, str(free_port()), str(free_port()),
                            "remove", str(tmp_path / "in.jpg"), "-o", str(tmp_path / "out.png")],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert "starting a server for this run needs the 'server' extra: pip install 'rmbg-triton[server]'" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "out.png").exists()
