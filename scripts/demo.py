@@ -1,7 +1,8 @@
 """`make demo`: start the server, remove backgrounds of sample photos into out/, stop the server.
 
 Shows the option set on a few real photos and writes out/preview.png, a contact sheet of
-inputs and results (cut-outs over a checkerboard, so transparency is visible).
+inputs and results (cut-outs over a checkerboard, so transparency is visible), each column
+labelled with what it shows and the option that made it.
 """
 
 from __future__ import annotations
@@ -13,18 +14,22 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from rmbg_client import RmbgClient
 from rmbg_server.launcher import ServerConfig, TritonServer
 
 DEFAULT_IMAGES = ["grabcut_teddy.jpg", "ecssd_0074.jpg", "grabcut_person1.jpg", "davis_bike_00000.jpg"]
+INPUT_LABEL = "input"
+# file suffix -> (column label, OPTIONS)
 VARIANTS = {
-    "cutout.png": {},
-    "mask.png": {"returnOnlyMask": True},
-    "on-blue.jpg": {"outputFormat": "JPG", "rgba": [30, 90, 200, 255], "outputQuality": 90},
-    "clean-edges.webp": {"outputFormat": "WEBP", "postProcessMask": True},
+    "cutout.png": ("cut-out", {}),
+    "mask.png": ("mask (returnOnlyMask)", {"returnOnlyMask": True}),
+    "on-blue.jpg": ("on colour (rgba)", {"outputFormat": "JPG", "rgba": [30, 90, 200, 255], "outputQuality": 90}),
+    "clean-edges.webp": ("refined edges (postProcessMask)", {"outputFormat": "WEBP", "postProcessMask": True}),
 }
+LABEL_HEIGHT = 30
+GAP = 8
 
 
 def checkerboard(w: int, h: int, cell: int = 16) -> Image.Image:
@@ -33,7 +38,10 @@ def checkerboard(w: int, h: int, cell: int = 16) -> Image.Image:
     return Image.fromarray(np.dstack([v, v, v, np.full_like(v, 255)]), "RGBA")
 
 
-def contact_sheet(rows: list[list[Image.Image]], height: int = 220) -> Image.Image:
+def contact_sheet(rows: list[list[Image.Image]], labels: list[str], height: int = 220) -> Image.Image:
+    """One row per photo, one labelled column per kind of result; each column as wide as its widest thumbnail."""
+    if any(len(row) != len(labels) for row in rows):
+        raise ValueError(f"every row needs one image per label ({len(labels)})")
     thumbs = []
     for row in rows:
         scaled = []
@@ -44,13 +52,18 @@ def contact_sheet(rows: list[list[Image.Image]], height: int = 220) -> Image.Ima
             board.alpha_composite(im)
             scaled.append(board)
         thumbs.append(scaled)
-    width = max(sum(t.width for t in row) + 8 * (len(row) - 1) for row in thumbs)
-    sheet = Image.new("RGBA", (width, len(thumbs) * (height + 8)), (255, 255, 255, 255))
+    font = ImageFont.load_default(size=16)
+    widths = [max(max(row[c].width for row in thumbs), round(font.getlength(label)) + GAP)
+              for c, label in enumerate(labels)]
+    lefts = [sum(widths[:c]) + GAP * c for c in range(len(labels))]
+    sheet = Image.new("RGBA", (sum(widths) + GAP * (len(widths) - 1), LABEL_HEIGHT + len(thumbs) * (height + GAP)),
+                      (255, 255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    for label, left, width in zip(labels, lefts, widths, strict=True):
+        draw.text((left + width / 2, LABEL_HEIGHT / 2), label, fill=(40, 40, 40, 255), font=font, anchor="mm")
     for r, row in enumerate(thumbs):
-        x = 0
-        for t in row:
-            sheet.paste(t, (x, r * (height + 8)))
-            x += t.width + 8
+        for t, left, width in zip(row, lefts, widths, strict=True):  # centred under the column's label
+            sheet.paste(t, (left + (width - t.width) // 2, LABEL_HEIGHT + r * (height + GAP)))
     return sheet.convert("RGB")
 
 
@@ -78,7 +91,7 @@ def main() -> int:
         for path in files:
             data = path.read_bytes()
             row = [Image.open(io.BytesIO(data))]
-            for suffix, options in VARIANTS.items():
+            for suffix, (_, options) in VARIANTS.items():
                 result = client.remove(data, options)
                 dest = args.out / f"{path.stem}.{suffix}"
                 dest.write_bytes(result.data)
@@ -88,7 +101,7 @@ def main() -> int:
                       f"model {t['model_ms']:.0f} ms, pre {t['decode_ms'] + t['preprocess_ms']:.0f} ms, "
                       f"post {t['postprocess_ms'] + t['encode_ms']:.0f} ms")
             rows.append(row)
-    contact_sheet(rows).save(args.out / "preview.png")
+    contact_sheet(rows, [INPUT_LABEL, *(label for label, _ in VARIANTS.values())]).save(args.out / "preview.png")
     print(f"\nserver stopped. Results: {args.out}/ (one file per image and option set);"
           f" overview: {args.out}/preview.png")
     return 0

@@ -12,18 +12,12 @@ from pathlib import Path
 
 from rmbg_backend.contract import PRECISIONS, TARGET_PRECISIONS, TARGETS, TORCH_DEVICES, TORCH_GRAPH_MODES
 from rmbg_backend.families import FAMILIES, all_variants
+from rmbg_cli.exits import EXIT_FAILED, EXIT_OK
 from rmbg_cli.extras import require
+from rmbg_cli.flag_types import positive_int
 
-EXIT_OK, EXIT_FAILED = 0, 1
 DEFAULT_MAX_BATCH = 4
 GPU_TORCH_MAX_BATCH = 16  # a GPU needs batches to fill it; 16 x 1024^2 fits every variant in fp16
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def default_step_instances() -> int:
@@ -33,34 +27,40 @@ def default_step_instances() -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     b = sub.add_parser("build-repo", help="fetch/convert weights and write the model repository")
-    b.add_argument("--model", choices=list(FAMILIES), required=True)
+    b.add_argument("--model", choices=list(FAMILIES), required=True, help="model family to build (required)")
     b.add_argument("--weights", required=True,
-                   help="imgly-isnet | hf:<repo> | synthetic | path to .onnx/.pth/.safetensors")
-    b.add_argument("--target", choices=TARGETS, default="cpu")
+                   help="imgly-isnet | hf:<repo> | synthetic | path to .onnx/.pth/.safetensors (required)")
+    b.add_argument("--target", choices=TARGETS, default="cpu", help="where the engine runs (default: %(default)s)")
     b.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="engine precision; each target offers some (default: the target's first: "
                    + "; ".join(f"{t} {'|'.join(p)}" for t, p in TARGET_PRECISIONS.items()) + ")")
     b.add_argument("--variant", choices=all_variants(),
                    help="PyTorch definition for PyTorch weights (default: follows the checkpoint)")
-    b.add_argument("--out", type=Path, default=Path("model_repository"))
-    b.add_argument("--size", type=int, help="model input size (default 1024; tests use smaller)")
-    b.add_argument("--max-batch", type=_positive, default=None,
-                   help=f"largest dynamic batch (default {DEFAULT_MAX_BATCH}, {GPU_TORCH_MAX_BATCH} for gpu-torch)")
-    b.add_argument("--pre-instances", type=_positive, default=default_step_instances(),
+    b.add_argument("--out", type=Path, default=Path("model_repository"), metavar="DIR",
+                   help="the model repository to write (default: %(default)s)")
+    b.add_argument("--size", type=int, help="model input size (default: 1024; tests use smaller)")
+    b.add_argument("--max-batch", type=positive_int, default=None,
+                   help=f"largest dynamic batch (default: {DEFAULT_MAX_BATCH}, {GPU_TORCH_MAX_BATCH} for gpu-torch)")
+    b.add_argument("--pre-instances", type=positive_int, default=default_step_instances(),
                    help="preprocess instances (default: half the cores)")
-    b.add_argument("--post-instances", type=_positive, default=default_step_instances(),
+    b.add_argument("--post-instances", type=positive_int, default=default_step_instances(),
                    help="postprocess instances (default: half the cores)")
-    b.add_argument("--engine-instances", type=_positive, default=1, help="segmentation engine instances")
-    b.add_argument("--threads", type=int, default=0, help="CPU engine threads per instance (0: all cores)")
-    b.add_argument("--cpu-engine", choices=["auto", "openvino", "onnxruntime"], default="auto")
+    b.add_argument("--engine-instances", type=positive_int, default=1,
+                   help="segmentation engine instances (default: %(default)s)")
+    b.add_argument("--threads", type=int, default=0,
+                   help="CPU engine threads per instance, 0: all cores (default: %(default)s)")
+    b.add_argument("--cpu-engine", choices=["auto", "openvino", "onnxruntime"], default="auto",
+                   help="CPU engine; auto: OpenVINO where installed (default: %(default)s)")
     b.add_argument("--graphs", choices=TORCH_GRAPH_MODES, default=TORCH_GRAPH_MODES[0],
-                   help="gpu-torch: one CUDA graph per batch size, torch.compile, or eager (on a CPU: eager)")
+                   help="gpu-torch: one CUDA graph per batch size, torch.compile, or eager (on a CPU: eager) "
+                        "(default: %(default)s)")
     b.add_argument("--device", choices=TORCH_DEVICES, default=TORCH_DEVICES[0],
-                   help="gpu-torch: run torch on the GPU, or on the CPU (tests and machines without a GPU)")
-    b.add_argument("--max-input-mb", type=float, help="largest encoded input (default 50)")
-    b.add_argument("--max-megapixels", type=float, help="largest decoded image (default 50)")
-    b.add_argument("--max-side", type=int, help="longest decoded side in pixels (default 30000)")
-    b.add_argument("--max-output-mb", type=float, help="largest encoded result (default 200)")
+                   help="gpu-torch: run torch on the GPU, or on the CPU (tests and machines without a GPU) "
+                        "(default: %(default)s)")
+    b.add_argument("--max-input-mb", type=float, help="largest encoded input (default: 50)")
+    b.add_argument("--max-megapixels", type=float, help="largest decoded image (default: 50)")
+    b.add_argument("--max-side", type=int, help="longest decoded side in pixels (default: 30000)")
+    b.add_argument("--max-output-mb", type=float, help="largest encoded result (default: 200)")
     return b
 
 

@@ -7,20 +7,21 @@ import sys
 from pathlib import Path
 
 from rmbg_backend.families import all_variants
+from rmbg_cli.exits import EXIT_FAILED, EXIT_OK
 from rmbg_cli.extras import require
-
-EXIT_OK, EXIT_FAILED = 0, 1
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     e = sub.add_parser("export", help="export a PyTorch model to ONNX (dynamic batch), verified against PyTorch")
     e.add_argument("--model", choices=all_variants(), required=True,
-                   help="a variant; *-tiny: small test variants without official weights")
-    e.add_argument("--weights", required=True, help="hf:<repo> | synthetic | path to .pth/.safetensors")
-    e.add_argument("-o", "--output", type=Path, required=True)
-    e.add_argument("--fp16", action="store_true", help="matrix products in fp16, normalisation in fp32")
-    e.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=[1024, 1024])
-    e.add_argument("--opset", type=int, default=17)
+                   help="a variant; *-tiny: small test variants without official weights (required)")
+    e.add_argument("--weights", required=True, help="hf:<repo> | synthetic | path to .pth/.safetensors (required)")
+    e.add_argument("-o", "--output", type=Path, required=True, metavar="FILE.onnx", help="the ONNX file (required)")
+    e.add_argument("--fp16", action="store_true",
+                   help="matrix products in fp16, normalisation in fp32 (default: off, float32)")
+    e.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=[1024, 1024],
+                   help="model input height and width (default: 1024 1024)")
+    e.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 or later (default: %(default)s)")
     return e
 
 

@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from rmbg_cli import build_repo, export, gateway, logs, remove, serve, up
+from rmbg_cli.exits import EXIT_USAGE
 from rmbg_cli.extras import MissingExtraError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 SUBCOMMANDS = (remove, serve, up, gateway, build_repo, export)
 
 

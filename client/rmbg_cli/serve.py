@@ -9,10 +9,10 @@ import sys
 import threading
 from pathlib import Path
 
+from rmbg_cli.exits import EXIT_FAILED, EXIT_OK
 from rmbg_cli.extras import require
 
 log = logging.getLogger("rmbg.serve")
-EXIT_OK, EXIT_FAILED = 0, 1
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -22,27 +22,43 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def add_triton_flags(s: argparse.ArgumentParser, *, host: bool = True) -> None:
-    s.add_argument("--model-repository", default="model_repository", type=Path)
+    s.add_argument("--model-repository", default="model_repository", type=Path, metavar="DIR",
+                   help="the models to serve, as 'rmbg build-repo' (or make repo) writes them "
+                        "(default: %(default)s)")
     if host:
-        s.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
-    s.add_argument("--http-port", type=int, default=8000)
-    s.add_argument("--grpc-port", type=int, default=8001)
-    s.add_argument("--metrics-port", type=int, default=8002)
-    s.add_argument("--log-file", type=Path, help="write the server log here instead of the terminal")
+        s.add_argument("--host", default="127.0.0.1", help="bind address (default: %(default)s, loopback only)")
+    s.add_argument("--http-port", type=int, default=8000, help="Triton's HTTP/REST port (default: %(default)s)")
+    s.add_argument("--grpc-port", type=int, default=8001, help="Triton's gRPC port (default: %(default)s)")
+    s.add_argument("--metrics-port", type=int, default=8002, help="Prometheus metrics port (default: %(default)s)")
+    s.add_argument("--log-file", type=Path, help="write the server log here (default: the terminal)")
 
 
-def start_triton(a: argparse.Namespace, host: str):
-    """Triton with the watchdog that reloads crashed stubs; raises LaunchError with what to fix."""
-    launcher = require("rmbg_server.launcher", "server", "serve")
-    watchdog_mod = require("rmbg_server.watchdog", "server", "serve")
-    cfg = launcher.ServerConfig(a.model_repository, host, a.http_port, a.grpc_port, a.metrics_port)
-    server = launcher.TritonServer(cfg, log_file=a.log_file)
-    log.info("starting Triton (%s) on %s ...", server.install.binary, host)
-    server.start()
+def start_server(cfg, log_file: Path | None, command: str = "serve"):
+    """Triton with the watchdog that reloads crashed stubs; raises LaunchError with what to fix.
+
+    A start that fails or is interrupted (Ctrl-C while waiting for ready) stops the process it began:
+    tritonserver runs in its own session, so nothing else would.
+    """
+    launcher = require("rmbg_server.launcher", "server", command)
+    watchdog_mod = require("rmbg_server.watchdog", "server", command)
+    server = launcher.TritonServer(cfg, log_file=log_file)
+    log.info("starting Triton (%s) on %s ...", server.install.binary, cfg.host)
+    try:
+        server.start()
+    except BaseException:
+        server.stop()
+        raise
     assert server.process is not None
     watchdog = watchdog_mod.StubWatchdog(server.process.pid, cfg.model_repository, server.reload)
     watchdog.start()
     return server, watchdog
+
+
+def start_triton(a: argparse.Namespace, host: str):
+    """``start_server`` on the ports of ``a`` (the flags of ``add_triton_flags``)."""
+    launcher = require("rmbg_server.launcher", "server", "serve")
+    cfg = launcher.ServerConfig(a.model_repository, host, a.http_port, a.grpc_port, a.metrics_port)
+    return start_server(cfg, a.log_file)
 
 
 def ready_models(server) -> list[str]:

@@ -195,6 +195,13 @@ class RmbgClient(_Base):
         except Exception:  # noqa: BLE001 - any transport error means "not ready"
             return False
 
+    def live(self) -> bool:
+        """Whether a server answers at ``url`` at all: with ``ready`` false, its model is what is missing."""
+        try:
+            return bool(self._client().is_server_live())
+        except Exception:  # noqa: BLE001 - any transport error means "nothing answers"
+            return False
+
     def remove(self, image: Any, options: Options | dict[str, Any] | str | None = None,
                background: Any = None, *, model: str | None = None) -> RemovalResult:
         """Remove the background of one image: bytes, path, PIL image, numpy array, base64,
@@ -288,6 +295,13 @@ class AsyncRmbgClient(_Base):
         try:
             return bool(await self._client.is_model_ready(self.ensemble))
         except Exception:  # noqa: BLE001 - any transport error means "not ready"
+            return False
+
+    async def live(self) -> bool:
+        """``RmbgClient.live`` for asyncio."""
+        try:
+            return bool(await self._client.is_server_live())
+        except Exception:  # noqa: BLE001 - any transport error means "nothing answers"
             return False
 
     async def remove(self, image: Any, options: Options | dict[str, Any] | str | None = None,

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from types import MappingProxyType
 from typing import Any
 
 from rmbg_backend.errors import RequestError
@@ -280,3 +282,8 @@ def _shaping_values(data: dict[str, Any]) -> dict[str, Any]:
         values["shadowOffset"] = _int_pair("shadowOffset", data["shadowOffset"], -MAX_SHADOW_OFFSET,
                                            MAX_SHADOW_OFFSET, "dx, dy")
     return values
+
+
+# Read-only public views of the ranges above: `rmbg remove --help` states them (rmbg_cli.flag_types).
+INT_RANGES: Mapping[str, tuple[int, int]] = MappingProxyType(_INT_RANGES)
+FLOAT_RANGES: Mapping[str, tuple[float, float]] = MappingProxyType(_FLOAT_RANGES)

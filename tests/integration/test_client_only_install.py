@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from rmbg_server.launcher import free_port
+from tests.cli.test_remove_served import DRIVER
 from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
@@ -53,3 +55,14 @@ def test_client_install_names_the_extra_for_server_commands(client_venv, tmp_pat
                            "--out", str(tmp_path / "repo")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "pip install 'rmbg-triton[export]'" in proc.stderr, proc.stderr
     assert sys.executable not in proc.stderr  # no traceback from our interpreter leaked in
+
+
+def test_client_install_without_a_server_names_the_server_extra(client_venv, small_jpeg, tmp_path):
+    """With nothing at the default address, `rmbg remove` would start a server: that needs the extra."""
+    (tmp_path / "in.jpg").write_bytes(small_jpeg)
+    proc = subprocess.run([client_venv / "bin" / "python", "-c", DRIVER, str(free_port()), str(free_port()),
+                           "remove", str(tmp_path / "in.jpg"), "-o", str(tmp_path / "out.png")],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "starting a server for this run needs the 'server' extra: pip install 'rmbg-triton[server]'" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "out.png").exists()

@@ -2,8 +2,8 @@
 restart on the same data: every acknowledged async task completes, once, and its webhook is delivered
 (at least once; a re-send after the crash carries the same delivery id).
 
-The README ("Gateway jobs, webhooks and replicas"): "An accepted async job is stored before it is acknowledged and survives a
-crash of the gateway (kill -9, restart: it completes, once)".
+The README ("Gateway jobs, webhooks and replicas"): an accepted async job is stored before it is
+acknowledged and survives a crash of the gateway (kill -9, restart: it completes, once).
 """
 
 from __future__ import annotations
