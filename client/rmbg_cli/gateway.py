@@ -10,10 +10,11 @@ import argparse
 import logging
 import sys
 
+from rmbg_cli.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from rmbg_cli.extras import require
 
 log = logging.getLogger("rmbg.gateway")
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
 GATEWAY_NEEDS = ("fastapi", "uvicorn", "prometheus_client", "redis")
 
 

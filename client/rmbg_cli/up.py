@@ -9,10 +9,11 @@ import sys
 import threading
 
 from rmbg_cli import gateway, serve
+from rmbg_cli.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from rmbg_cli.extras import require
 
 log = logging.getLogger("rmbg.up")
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -20,7 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     serve.add_triton_flags(s, host=False)
     gateway.add_flags(s, skip=("triton",))
     s.add_argument("--strict-models", action="store_true",
-                   help="do not serve missing models' names with a built one (see the note printed at start)")
+                   help="do not serve missing models' names with a built one (see the note printed at start) "
+                        "(default: off)")
     return s
 
 

@@ -152,7 +152,7 @@ def _subcommands() -> dict[str, argparse.ArgumentParser]:
     return sub.choices
 
 
-@pytest.mark.parametrize("command", ["remove", "serve", "build-repo", "export"])
+@pytest.mark.parametrize("command", ["remove", "serve", "build-repo", "export", "gateway", "up"])
 def test_every_flag_has_help_that_shows_its_default(command):
     parser = _subcommands()[command]
     flags = [a for a in parser._actions if a.option_strings and not isinstance(a, argparse._HelpAction)]
