@@ -11,8 +11,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from rmbg_backend.decode import Limits
 from rmbg_backend.families import family
 from rmbg_export import metadata
-from rmbg_export.configs import RepositorySettings, engine_config, parse, render, tensor
-from rmbg_export.export import export_variant
+from rmbg_export.configs import RepositorySettings, parse
 from rmbg_export.repository import write_repository
 from rmbg_server.launcher import LaunchError, check_repository
 
@@ -31,11 +30,6 @@ def tensors(items) -> list[tuple[str, str, list[int]]]:
     return [(t.name, mc.DataType.Name(t.data_type), list(t.dims)) for t in items]
 
 
-@pytest.fixture(scope="module")
-def tiny_engine(tmp_path_factory):
-    path = tmp_path_factory.mktemp("engine") / "isnet-tiny.onnx"
-    export_variant("isnet-tiny", "synthetic", path, (64, 64))
-    return path
 
 
 def test_settings_reach_the_generated_configs(tmp_path, tiny_engine):
@@ -64,23 +58,6 @@ def test_bad_settings_name_the_flag():
         RepositorySettings(pre_instances=0)
     with pytest.raises(ValueError, match="unknown target"):
         RepositorySettings(target="tpu")
-
-
-def test_tensor_is_triton_s_own_message():
-    t = tensor("PIXELS", "UINT8", (-1, -1, -1), ragged=True)
-    assert (t.name, list(t.dims), t.allow_ragged_batch, t.optional) == ("PIXELS", [-1, -1, -1], True, False)
-    with pytest.raises(ValueError):  # a dtype Triton does not have is refused when the config is built
-        tensor("X", "UINT7", (1,))
-
-
-def test_every_generated_config_parses_back(tmp_path, tiny_engine):
-    written = write_repository(tmp_path, family("isnet").spec(64), tiny_engine, F32)
-    configs = [p for p in written if p.name == "config.pbtxt"]
-    assert len(configs) == 4
-    for path in configs:
-        config = parse(path.read_text())
-        assert config.name == path.parent.name
-        assert render(config) == path.read_text()  # the file is exactly the rendered message
 
 
 def test_provenance_is_stamped_and_checked(tmp_path, tiny_engine):
@@ -128,15 +105,3 @@ def test_gpu_torch_configs_carry_uint8_pixels_and_the_engine_settings(tmp_path):
     assert (repo / "birefnet" / "1" / "model.py").read_text().startswith('"""Triton adapter: our PyTorch')
     assert repo / "birefnet" / "1" / "model.safetensors" in written
     check_repository(repo)
-
-
-def test_gpu_torch_on_the_cpu_runs_eager_on_cpu_instances(tmp_path):
-    settings = RepositorySettings(target="gpu-torch", precision="f32", device="cpu")
-    config = engine_config(family("isnet").spec(64), settings, variant="isnet-tiny")
-    assert config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU and params(config)["graphs"] == "none"
-    with pytest.raises(ValueError, match="needs the variant"):
-        engine_config(family("isnet").spec(64), settings)
-    with pytest.raises(ValueError, match="--precision int8 is not offered for --target gpu-torch"):
-        RepositorySettings(target="gpu-torch", precision="int8")
-    with pytest.raises(ValueError, match="--graphs must be one of cuda-graphs, compile, none"):
-        RepositorySettings(target="gpu-torch", precision="fp16", graphs="tensorrt")
