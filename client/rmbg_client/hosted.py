@@ -33,6 +33,11 @@ class ClientTasks:
     policy: FetchPolicy
     hosts_files: bool = False
     cost_per_image: float = 0.0
+    max_ttl_s: int | None = None  # nothing is kept, so any ttl is fine
+
+    @property
+    def callback_policy(self) -> FetchPolicy:
+        return self.policy
 
     def family(self, name: str, parameter: str | None) -> str:
         return family_of(name, MODEL_ALIASES, parameter=parameter)
@@ -47,7 +52,7 @@ class ClientTasks:
         return None  # the library stores no outputs: an imageUUID input needs the gateway
 
     async def notify(self, url: str, body: dict[str, Any]) -> None:
-        if not await post_webhook(url, body, policy=self.policy):  # the caller still gets the result
+        if not await post_webhook(url, body, policy=self.callback_policy):  # the caller still gets the result
             log.warning("webhookURL %s did not accept the result of task %s", redact(url), body["data"][0]["taskUUID"])
 
     def failed(self, error: RmbgError) -> None:

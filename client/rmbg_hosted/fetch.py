@@ -106,10 +106,38 @@ def redact(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))[:300]
 
 
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+def embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for (mapped, compatible, 6to4, Teredo, NAT64), if any.
+
+    A request to such an address reaches that IPv4 host (through the kernel, a relay or a
+    translator), so it must pass the IPv4 rules: ``2002:7f00:1::`` is loopback in disguise.
+    """
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return None
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        server, client = ip.teredo
+        return client if forbidden_reason(client) else server
+    packed = ip.packed
+    if any(ip in net for net in _NAT64) or (ip in _IPV4_COMPATIBLE and packed[12:] != b"\0\0\0\0"
+                                            and int(ip) > 1):
+        return ipaddress.IPv4Address(packed[12:])
+    return None
+
+
 def forbidden_reason(ip: IPAddress) -> str | None:
     """Why a server-side request must not reach ``ip`` (None: a public address)."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    embedded = embedded_ipv4(ip)
+    if embedded is not None:
+        reason = forbidden_reason(embedded)
+        return f"{reason} (as {embedded}, inside an IPv6 address)" if reason else None
     for attribute, reason in (("is_loopback", "loopback"), ("is_link_local", "link-local"),
                               ("is_multicast", "multicast"), ("is_unspecified", "unspecified"),
                               ("is_reserved", "reserved"), ("is_private", "private")):

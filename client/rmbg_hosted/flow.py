@@ -22,7 +22,15 @@ from rmbg_backend.contract import BACKGROUND, EXTENSIONS, IMAGE, OPTIONS
 from rmbg_backend.options import Options
 from rmbg_hosted.errors import ImageInputError, RmbgError
 from rmbg_hosted.fetch import FetchPolicy, resolve, upload_async
-from rmbg_hosted.inputs import canonical_uuid, check_inline, content_uuid, decode_inline, is_url, request_image
+from rmbg_hosted.inputs import (
+    canonical_uuid,
+    check_header,
+    check_inline,
+    content_uuid,
+    decode_inline,
+    is_url,
+    request_image,
+)
 
 
 @dataclass(frozen=True)
@@ -99,7 +107,8 @@ class Inference(Protocol):
 class Ports(Protocol):
     """What a caller of the flow supplies."""
 
-    policy: FetchPolicy
+    policy: FetchPolicy           # image fetches
+    callback_policy: FetchPolicy  # the caller's own systems: uploadEndpoint (and webhooks)
 
     def family(self, name: str, parameter: str | None) -> str:
         """A model name -> the family to run, or the caller's error (unknown) or an outage (not served now)."""
@@ -138,9 +147,8 @@ async def load(value: str | bytes, name: str, ports: Ports) -> tuple[bytes, str]
 
 async def check(removal: Removal, ports: Ports) -> None:
     """Everything that can refuse a removal without downloading or running anything, for work that is
-    queued (an async task, a queue request): the model, the form of each source and, for a URL,
-    the address it resolves to. Inline images are decoded here: their size and base64 are checked."""
-    ports.family(removal.model, removal.fields.model)
+    queued (an async task, a queue request): the form of each source and, for a URL, the address it
+    resolves to; inline images are decoded (size, base64); then the model."""
     sources = ((removal.image, removal.fields.image), (removal.background, removal.fields.background))
     for value, name in sources:
         if value is None or isinstance(value, bytes) or canonical_uuid(value) is not None:
@@ -149,9 +157,10 @@ async def check(removal: Removal, ports: Ports) -> None:
         if is_url(value):
             await resolve(value.strip(), ports.policy, what=name or "image")
         else:
-            decode_inline(value, name or "image", ports.policy.max_bytes)
+            check_header(decode_inline(value, name or "image", ports.policy.max_bytes), name or "image")
     if removal.upload_url:
-        await resolve(removal.upload_url, ports.policy, what="uploadEndpoint")
+        await resolve(removal.upload_url, ports.callback_policy, what="uploadEndpoint")
+    ports.family(removal.model, removal.fields.model)  # last: an outage here may still let the job queue
 
 
 async def _infer(removal: Removal, ports: Ports, family: str, image: bytes, background: bytes | None) -> Inference:
@@ -164,7 +173,7 @@ async def _infer(removal: Removal, ports: Ports, family: str, image: bytes, back
 async def _deliver(removal: Removal, result: Inference, ports: Ports, image_uuid: str) -> str | None:
     content_type = result.info.get("contentType", "application/octet-stream")
     if removal.upload_url:
-        await upload_async(removal.upload_url, result.data, content_type, ports.policy)
+        await upload_async(removal.upload_url, result.data, content_type, ports.callback_policy)
         return removal.upload_url.split("?", 1)[0]
     if removal.host:
         return await ports.host(image_uuid, result.data, content_type, removal.ttl_s)

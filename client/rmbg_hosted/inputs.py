@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import binascii
 import hashlib
+import io
 import re
 import uuid
 from typing import Any
@@ -113,6 +114,25 @@ async def request_image(value: Any, policy: FetchPolicy = DEFAULT_POLICY, *, nam
     if is_url(value):
         return await fetch_async(value.strip(), policy, what=name)
     return decode_inline(value, name, policy.max_bytes)
+
+
+def check_header(data: bytes, name: str) -> bytes:
+    """Refuse bytes whose header no image decoder recognises, before they are stored for later.
+
+    Pillow reads only the header here (``Image.open`` is lazy); the server decodes in full, under
+    its own limits, when the job runs.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.size  # noqa: B018 - parsing the header is the check
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise ImageInputError(f"is not a recognised image ({type(exc).__name__}); send JPEG, PNG, WebP, GIF, "
+                              "TIFF, BMP, AVIF or HEIF", parameter=name) from None
+    except Image.DecompressionBombError as exc:
+        raise ImageInputError(str(exc), parameter=name) from None
+    return data
 
 
 def to_base64(data: bytes) -> str:

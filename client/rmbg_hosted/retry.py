@@ -19,6 +19,7 @@ from tenacity import (
     retry_if_exception,
     retry_if_result,
     stop_after_attempt,
+    stop_after_delay,
     stop_never,
 )
 
@@ -52,11 +53,14 @@ class Backoff:
 def _options(attempts: int | None, base_s: float, max_s: float, *,
              on_error: Callable[[BaseException], bool] | None, on_result: Callable[[Any], bool] | None,
              retry_after: Callable[[Any], str | float | None] | None,
-             log: Callable[[RetryCallState], None] | None) -> dict[str, Any]:
+             log: Callable[[RetryCallState], None] | None, deadline_s: float | None = None) -> dict[str, Any]:
     retry = retry_if_exception(on_error or (lambda _: False))
     if on_result is not None:
         retry = retry | retry_if_result(on_result)
-    return {"stop": stop_never if attempts is None else stop_after_attempt(attempts),
+    stop = stop_never if attempts is None else stop_after_attempt(attempts)
+    if deadline_s is not None:
+        stop = stop_after_delay(deadline_s) if attempts is None else stop | stop_after_delay(deadline_s)
+    return {"stop": stop,
             "wait": Backoff(base_s, max_s, retry_after), "retry": retry, "reraise": True,
             "retry_error_callback": (lambda state: state.outcome.result()) if on_result is not None else None,
             "before_sleep": log}
@@ -81,11 +85,13 @@ def async_retrying(attempts: int | None, base_s: float, max_s: float, *,
                    on_result: Callable[[Any], bool] | None = None,
                    retry_after: Callable[[Any], str | float | None] | None = None,
                    log: Callable[[RetryCallState], None] | None = None,
-                   sleep: Callable[[float], Awaitable[None]] | None = None) -> AsyncRetrying:
+                   sleep: Callable[[float], Awaitable[None]] | None = None,
+                   deadline_s: float | None = None) -> AsyncRetrying:
     """``retrying`` for asyncio code: ``await async_retrying(...)(coroutine_fn, *args)``.
 
-    ``sleep`` replaces ``asyncio.sleep`` (e.g. one that returns early when a server stops).
+    ``sleep`` replaces ``asyncio.sleep`` (e.g. one that returns early when a server stops);
+    ``deadline_s`` stops retrying once that long has passed since the first attempt.
     """
     options = _options(attempts, base_s, max_s, on_error=on_error, on_result=on_result, retry_after=retry_after,
-                       log=log)
+                       log=log, deadline_s=deadline_s)
     return AsyncRetrying(**options, **({"sleep": sleep} if sleep else {}))

@@ -26,6 +26,7 @@ from rmbg_hosted.flow import Fields, Output, Ports, Removal, run_task
 from rmbg_hosted.inputs import to_base64, to_data_uri
 
 MIN_TTL_S, DEFAULT_TTL_S = 60, 86400
+TTL_CEILING_S = 10 * 365 * 86400  # what the schema takes at all; a gateway's --max-ttl is lower
 OUTPUT_TYPES = ("URL", "base64Data", "dataURI")
 TOP_LEVEL_OPTIONS = ("outputFormat", "outputQuality")
 
@@ -85,7 +86,9 @@ class RemoveBackgroundTask(BaseModel):
     outputFormat: str | None = Field(None, description="default PNG", json_schema_extra={"enum": list(OUTPUT_FORMATS)})
     outputQuality: int | None = Field(None, description="20..99, default 95")
     uploadEndpoint: HttpUrl | None = Field(None, description="PUT the result here; imageURL is it without its query")
-    ttl: StrictInt | None = Field(None, ge=MIN_TTL_S, description="seconds a hosted output lives (default 86400)")
+    ttl: StrictInt | None = Field(None, ge=MIN_TTL_S, le=TTL_CEILING_S,
+                                  description="seconds a hosted output lives (default 86400; at most the "
+                                              "gateway's --max-ttl, default 7 days)")
     includeCost: StrictBool = False
     webhookURL: HttpUrl | None = Field(None, description="POST {\"data\": [result]} here when done")
     deliveryMethod: Literal["sync", "async"] = "sync"
@@ -131,6 +134,9 @@ class RemoveBackgroundTask(BaseModel):
 
     def removal(self, ports: TaskPorts, *, notify: bool = True) -> Removal:
         """The task as the flow's Removal; every check that needs no I/O happens here."""
+        if self.ttl is not None and ports.max_ttl_s is not None and self.ttl > ports.max_ttl_s:
+            raise InvalidInputError(f"must be at most {ports.max_ttl_s} s here (the gateway's --max-ttl), got "
+                                    f"{self.ttl}", parameter="ttl")
         output_type = self.output_type(hosts_files=ports.hosts_files)
         return Removal(model=self.model or ports.default_model, image=self.image, options=self.options(),
                        fields=self.fields, host=output_type == "URL" and not self.uploadEndpoint,
@@ -171,6 +177,7 @@ class TaskPorts(Ports, Protocol):
     hosts_files: bool
     default_model: str
     cost_per_image: float
+    max_ttl_s: int | None
 
     async def reserve(self, task_uuid: str, ttl_s: int | None) -> bool:
         """Claim a taskUUID for a task that runs now; False when it was used before."""

@@ -30,7 +30,7 @@ from rmbg_server.gateway.routers import fal, files, gmi, operations, playground,
 from rmbg_server.gateway.settings import GatewaySettings
 from rmbg_server.gateway.state import Gateway
 
-PROTOCOLS = (tasks, fal, gmi)  # each: router, render_error, PROTOCOL, run_job, webhook_body
+PROTOCOLS = (tasks, fal, gmi)  # each: router, render_error, and for its queued work PROTOCOL, run_job, ...
 ERROR_SHAPES = ((tasks.PATH, tasks.render_error), (fal.PREFIX, fal.render_error),
                 (fal.APP_QUEUE_PREFIX, fal.render_error), (gmi.PATH, gmi.render_error))
 
@@ -67,8 +67,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
-    gw = Gateway(settings, handlers={p.PROTOCOL: p.run_job for p in PROTOCOLS},
-                 webhook_bodies={p.PROTOCOL: p.webhook_body for p in PROTOCOLS})
+    gw = Gateway(settings, protocols={p.PROTOCOL: p for p in PROTOCOLS})  # type: ignore[misc]
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

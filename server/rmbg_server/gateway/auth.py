@@ -85,7 +85,7 @@ class KeyRing:
 
     def __post_init__(self) -> None:
         # The id used for buckets and logs is a short hash: the key itself never reaches a log.
-        self._digests = tuple((hashlib.sha256(k.encode()).hexdigest()[:12], _digest(k)) for k in self.keys)
+        self._digests = tuple((hashlib.sha256(k.encode()).hexdigest()[:16], _digest(k)) for k in self.keys)
 
     @property
     def enabled(self) -> bool:

@@ -1,24 +1,36 @@
-"""Pure ASGI middleware (cheap): per-route metrics, API keys with per-key rate limits, the body size cap.
+"""Pure ASGI middleware (cheap): per-route metrics, API keys with per-key rate limits, the body size cap,
+and, without keys, the guard that keeps web pages from driving the gateway.
 
 Its refusals are errors of the one model, rendered by the protocol the path belongs to (each router
 registers its prefix and renderer), so a fal client gets fal's shape and a task client Runware's.
 The caller's tenant (the key's id, never the key) is put in the request scope for the routes.
+
+A keyless gateway listens on loopback only, but a browser on the same machine can still reach it:
+a page may POST a ``text/plain`` body cross-site without asking, or rebind its own host name to
+127.0.0.1. So without keys the gateway takes JSON bodies only, answers only to its own host names
+(the bind address, ``localhost``, ``--public-url``'s host) and to no foreign ``Origin``.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
+from urllib.parse import urlsplit
 
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
-from rmbg_hosted.errors import AuthError, BusyError, RmbgError, TooLargeError
+from rmbg_hosted.errors import AuthError, BusyError, InvalidInputError, RmbgError, TooLargeError
 from rmbg_server.gateway.responses import Renderer
 from rmbg_server.gateway.state import Gateway
 
+log = logging.getLogger(__name__)
 PUBLIC_PATHS = ("/healthz", "/readyz", "/", "/favicon.ico")
-PUBLIC_PREFIXES = ("/static/",)
+HEALTH_PATHS = ("/healthz", "/readyz")  # probes: answered whatever Host they name
+PUBLIC_PREFIXES = ("/static/", "/files/")  # hosted outputs are signed capabilities (routers/files.py)
 Shapes = Sequence[tuple[str, Renderer]]  # (path prefix, renderer), longest prefix first
 
 
@@ -27,6 +39,7 @@ class GatewayMiddleware:
         self.app, self.gw = app, gateway
         self.shapes = sorted(shapes, key=lambda item: -len(item[0]))
         self.fallback = fallback
+        self.own_hosts = own_hosts(gateway.settings.host, gateway.settings.public_url)
 
     def render(self, path: str, error: RmbgError) -> Response:
         for prefix, renderer in self.shapes:
@@ -46,18 +59,22 @@ class GatewayMiddleware:
                 status[0] = message["status"]
             await send(message)
 
-        if scope["method"] in ("POST", "PUT") and b"json" not in dict(scope["headers"]).get(b"content-type", b""):
+        keyless = not self.gw.keys.enabled
+        json_body = b"json" in dict(scope["headers"]).get(b"content-type", b"")
+        if scope["method"] in ("POST", "PUT") and not json_body and not keyless:
             # Every body here is JSON; curl -d without a Content-Type says form data. Read it as JSON.
             scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k != b"content-type"]
                      + [(b"content-type", b"application/json")]}
         try:
-            refusal = self._refusal(scope)
+            refusal = self._browser_refusal(scope, json_body) if keyless else self._refusal(scope)
             if refusal is None:
                 receive, refusal = await self._capped(scope, receive)
             if refusal is not None:
                 await self.render(scope["path"], refusal)(scope, receive, send_status)
             else:
                 await self.app(scope, receive, send_status)
+        except ClientDisconnect:  # the caller went away mid-body: nothing to answer, nothing to report
+            log.info("%s %s: the client disconnected before its body arrived", scope["method"], scope["path"])
         finally:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             self.gw.metrics.requests.labels(route, scope["method"], str(status[0])).inc()
@@ -79,6 +96,29 @@ class GatewayMiddleware:
             return BusyError(f"rate limit of this API key reached ({keys.rate_per_s:g} requests/s, burst "
                              f"{keys.burst}); retry after {wait:.2f} s", code="rateLimited",
                              retry_after=max(1, math.ceil(wait)))
+        return None
+
+    def _browser_refusal(self, scope: dict, json_body: bool) -> RmbgError | None:
+        """Without keys: only this gateway's own host names, no foreign Origin, JSON bodies only."""
+        if scope["path"] in HEALTH_PATHS:
+            return None
+        headers = dict(scope["headers"])
+        host = host_name(headers.get(b"host", b"").decode("latin-1"))
+        if host not in self.own_hosts:
+            return InvalidInputError(f"this gateway answers to {', '.join(sorted(self.own_hosts))}, not to Host "
+                                     f"{host[:100]!r}; without API keys it refuses other names (a page rebinding "
+                                     "its own name to this machine)", code="forbiddenHost", parameter="Host",
+                                     status=403)
+        origin = headers.get(b"origin")
+        if origin is not None and host_name(urlsplit(origin.decode("latin-1")).netloc) not in self.own_hosts:
+            return InvalidInputError(f"requests from web pages of {origin.decode('latin-1')[:100]!r} are refused: "
+                                     "without API keys only this gateway's own pages may call it (set --api-key "
+                                     "to serve other origins)", code="forbiddenOrigin", parameter="Origin",
+                                     status=403)
+        if scope["method"] in ("POST", "PUT", "PATCH") and not json_body:
+            return InvalidInputError("must be sent as Content-Type: application/json (without API keys no other "
+                                     "body type is taken, so a web page cannot post a form here)",
+                                     code="unsupportedMediaType", parameter="Content-Type", status=415)
         return None
 
     async def _capped(self, scope: dict, receive: Callable) -> tuple[Callable, RmbgError | None]:
@@ -105,3 +145,24 @@ class GatewayMiddleware:
             return messages.pop(0) if messages else await receive()
 
         return replay, None
+
+
+def host_name(host: str) -> str:
+    """``[::1]:8080`` -> ``::1``; ``Localhost:80`` -> ``localhost``."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def own_hosts(bind: str, public_url: str | None) -> frozenset[str]:
+    """The names this gateway answers to: its bind address, loopback's names, --public-url's host."""
+    names = {host_name(bind), "localhost"}
+    try:
+        if ipaddress.ip_address(host_name(bind)).is_loopback:
+            names |= {"127.0.0.1", "::1"}
+    except ValueError:
+        pass
+    if public_url:
+        names.add(host_name(urlsplit(public_url).netloc))
+    return frozenset(names)

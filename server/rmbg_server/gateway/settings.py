@@ -24,6 +24,7 @@ from rmbg_hosted.tasks import DEFAULT_TTL_S, MIN_TTL_S
 from rmbg_server.gateway.auth import check_bind, load_keys
 
 GATEWAY_HINT = "allow a range with --allow-fetch-from CIDR"
+CALLBACK_HINT = "allow a range with --allow-callbacks-to CIDR"
 Listed = Annotated[list[str], NoDecode]  # from the environment as comma-separated text, not JSON
 
 
@@ -81,7 +82,9 @@ class GatewaySettings(BaseSettings):
     alias: Listed = Field(default_factory=list, description="serve a model name with isnet or birefnet, "
                                                             "e.g. bria:2@1=isnet (repeatable)", **_flag("NAME=MODEL"))
     allow_fetch_from: Listed = Field(default_factory=list, description="let image fetches reach this non-public "
-                                     "range, e.g. 10.0.0.0/8 (repeatable)", **_flag("CIDR"))
+                                     "range, e.g. 10.0.0.0/8 (repeatable; images only)", **_flag("CIDR"))
+    allow_callbacks_to: Listed = Field(default_factory=list, description="let webhooks and uploadEndpoint PUTs "
+                                       "reach this non-public range (repeatable)", **_flag("CIDR"))
     cost_per_image: float = Field(0.0, ge=0, description="the 'cost' of includeCost", **_flag("USD"))
     webhook_secret: str | None = Field(None, description="sign webhooks with HMAC-SHA256 (prefer the env form)")
     max_inflight: int = Field(64, ge=1, description="synchronous requests at once before 429")
@@ -98,6 +101,14 @@ class GatewaySettings(BaseSettings):
     triton_timeout: float = Field(120.0, gt=0, description="seconds for one Triton call", **_flag("S"))
     ttl: int = Field(DEFAULT_TTL_S, ge=MIN_TTL_S, description="seconds results and hosted outputs live by default",
                      **_flag("S"))
+    max_ttl: int = Field(7 * 86400, ge=MIN_TTL_S, description="the longest ttl a request may ask for", **_flag("S"))
+    quota_mb: float = Field(2048.0, gt=0, description="stored bytes per API key (results and queued inputs) "
+                            "before 429")
+    outage_wait: float = Field(3600.0, ge=0, description="seconds an accepted job waits out an outage of the "
+                               "inference service before it fails", **_flag("S"))
+    files_secret: str | None = Field(None, description="the key that signs output URLs, the same on every replica "
+                                     "(default: one kept in --data-dir, or in Redis with --redis)",
+                                     json_schema_extra={"env_only": True})
     max_tasks_per_request: int = Field(64, ge=1, description="tasks in one task array")
     retry_after: int = Field(1, ge=1, description="the Retry-After of a 429, in seconds", **_flag("S"))
 
@@ -106,7 +117,7 @@ class GatewaySettings(BaseSettings):
     def _targets(cls, value: Any) -> tuple[str, ...]:
         return split_targets(value)
 
-    @field_validator("api_key", "api_key_file", "alias", "allow_fetch_from", mode="before")
+    @field_validator("api_key", "api_key_file", "alias", "allow_fetch_from", "allow_callbacks_to", mode="before")
     @classmethod
     def _listed(cls, value: Any) -> Any:
         return [v for v in value.split(",") if v.strip()] if isinstance(value, str) else value
@@ -117,7 +128,7 @@ class GatewaySettings(BaseSettings):
         parse_aliases(value)
         return value
 
-    @field_validator("allow_fetch_from")
+    @field_validator("allow_fetch_from", "allow_callbacks_to")
     @classmethod
     def _cidrs(cls, value: list[str]) -> list[str]:
         parse_cidrs(value)
@@ -145,8 +156,19 @@ class GatewaySettings(BaseSettings):
 
     @property
     def fetch_policy(self) -> FetchPolicy:
+        """Image fetches."""
         return FetchPolicy(max_bytes=self.max_image_bytes, timeout_s=self.fetch_timeout,
                            allow=parse_cidrs(self.allow_fetch_from), hint=GATEWAY_HINT)
+
+    @property
+    def callback_policy(self) -> FetchPolicy:
+        """Webhooks and uploads: the caller's own systems, opened by their own flag."""
+        return FetchPolicy(max_bytes=self.max_image_bytes, timeout_s=self.fetch_timeout,
+                           allow=parse_cidrs(self.allow_callbacks_to), hint=CALLBACK_HINT)
+
+    @property
+    def quota_bytes(self) -> int:
+        return int(self.quota_mb * 1024 * 1024)
 
     @property
     def max_body_bytes(self) -> int:
@@ -157,18 +179,18 @@ class GatewaySettings(BaseSettings):
         return int(self.max_image_mb * 1024 * 1024)
 
 
-LIST_FIELDS = ("api_key", "api_key_file", "alias", "allow_fetch_from")
+LIST_FIELDS = ("api_key", "api_key_file", "alias", "allow_fetch_from", "allow_callbacks_to")
 
 
 def add_flags(parser: argparse.ArgumentParser, *, skip: tuple[str, ...] = ()) -> None:
     """One ``--flag`` per settings field, its help text, default and environment variable from the field."""
     for name, info in GatewaySettings.model_fields.items():
-        if name in skip:
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        if name in skip or extra.get("env_only"):  # a secret on the command line would show in ps
             continue
         default = info.get_default(call_default_factory=True)
         shown = "none" if default in (None, []) else ",".join(default) if isinstance(default, tuple) else default
         env = "RMBG_API_KEYS" if name == "api_key" else f"RMBG_{name.upper()}"
-        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default=argparse.SUPPRESS,
                             action="append" if name in LIST_FIELDS else "store", metavar=extra.get("metavar"),
                             help=f"{info.description} (default: {shown}; env {env})".replace("%", "%%"))

@@ -9,28 +9,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from collections.abc import Awaitable, Iterator
+from typing import Any, Protocol
 
 from fastapi import Request
 
-from rmbg_hosted.errors import BusyError, ServerUnavailableError
+from rmbg_hosted.errors import BusyError, RmbgError, ServerUnavailableError
 from rmbg_hosted.retry import async_retrying
 from rmbg_hosted.webhooks import post_webhook
 from rmbg_server.gateway.auth import KeyRing
 from rmbg_server.gateway.files import open_file_store
 from rmbg_server.gateway.jobs import Job, JobRunner, open_job_store
+from rmbg_server.gateway.jobs.store import QueueFull
 from rmbg_server.gateway.metrics import Metrics
 from rmbg_server.gateway.ports import GatewayPorts
 from rmbg_server.gateway.settings import GatewaySettings
 from rmbg_server.gateway.triton import TritonPool
 
 log = logging.getLogger(__name__)
-# protocol -> how a stored job of that protocol runs: ("completed" | "failed", the protocol's body)
-JobHandler = Callable[[Job, Any], Awaitable[tuple[str, dict[str, Any]]]]
-# protocol -> the webhook body of a finished job of that protocol
-WebhookBody = Callable[[Job], dict[str, Any]]
+
+
+class JobProtocol(Protocol):
+    """What a protocol with queued work provides (its router module): how a stored job runs, and its bodies."""
+
+    PROTOCOL: str
+
+    async def run_job(self, job: Job, ports: GatewayPorts) -> dict[str, Any]:
+        """The result body; raises RmbgError (an outage is waited out by the caller)."""
+
+    def failure_body(self, job: Job, error: RmbgError) -> dict[str, Any]:
+        """The protocol's error body for a failed job."""
+
+    def webhook_body(self, job: Job) -> dict[str, Any]:
+        """What the job's webhook receives once it finished."""
 
 
 def _outage(error: BaseException) -> bool:
@@ -38,17 +49,16 @@ def _outage(error: BaseException) -> bool:
 
 
 class Gateway:
-    def __init__(self, settings: GatewaySettings, handlers: dict[str, JobHandler],
-                 webhook_bodies: dict[str, WebhookBody]) -> None:
+    def __init__(self, settings: GatewaySettings, protocols: dict[str, JobProtocol]) -> None:
         self.settings = settings
-        self.handlers, self.webhook_bodies = handlers, webhook_bodies
+        self.protocols = protocols
         self.metrics = Metrics()
         self.keys = KeyRing(settings.api_keys, settings.rate_limit, settings.burst)
         self.pool = TritonPool(settings.triton, timeout_s=settings.triton_timeout)
         self.aliases = settings.model_aliases
-        self.policy = settings.fetch_policy
+        self.policy, self.callback_policy = settings.fetch_policy, settings.callback_policy
+        self.signing_key = b""
         self.inflight = 0
-        self._queued = (0.0, 0)  # (when counted, queued jobs)
         self._background: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
@@ -56,6 +66,7 @@ class Gateway:
         s.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = open_job_store(s.data_dir, s.redis)
         self.files = open_file_store(s.data_dir, s.redis)
+        self.signing_key = s.files_secret.encode() if s.files_secret else await self.files.secret()
         await self.pool.start()
         self.runner = JobRunner(self.store, self.run_job, concurrency=s.workers, lease_s=s.job_lease,
                                 on_finished=self.job_finished, also_sweep=(self.files.sweep,))
@@ -93,25 +104,38 @@ class Gateway:
             self.metrics.inflight.set(self.inflight)
 
     async def submit(self, job: Job) -> bool:
-        """Store a job (durably, before it is acknowledged) unless the queue is full (BusyError)."""
-        when, queued = self._queued
-        if time.monotonic() - when > 1.0:
-            queued = (await self.store.counts()).get("queued", 0)
-            self._queued = (time.monotonic(), queued)
-        if queued >= self.settings.max_queued:
-            raise self.busy("queue", f"{queued} jobs are queued, the limit is {self.settings.max_queued}")
-        self._queued = (self._queued[0], self._queued[1] + 1)
-        return await self.store.submit(job)
+        """Store a job (durably, before it is acknowledged) unless the queue is full (BusyError).
+
+        The bound is checked and the job inserted in one store transaction (``JobStore.submit``).
+        """
+        try:
+            return await self.store.submit(job, max_queued=self.settings.max_queued)
+        except QueueFull as exc:
+            raise self.busy("queue", f"{exc.queued} jobs are queued, the limit is {self.settings.max_queued}") from None
 
     # -- jobs and webhooks ------------------------------------------------------------------
     async def run_job(self, job: Job) -> tuple[str, dict[str, Any]]:
-        """The JobRunner's handler: the job's protocol runs it; an outage is waited out (bounded backoff)."""
-        ports = GatewayPorts(self, tenant=None)
-        waiting = async_retrying(6, 2.0, 64.0, on_error=_outage)
-        return await waiting(self.handlers[job.protocol], job, ports)
+        """The JobRunner's handler: the job's protocol runs it for the job's tenant.
+
+        An accepted job waits an inference outage out (retried with backoff up to 10 s apart, for up
+        to ``--outage-wait`` seconds): only a model that was never configured fails it.
+        """
+        ports = GatewayPorts(self, tenant=job.tenant)
+
+        def log_wait(state: Any) -> None:
+            log.warning("job %s waits for the inference service (%s); try %d", job.id, state.outcome.exception(),
+                        state.attempt_number)
+
+        waiting = async_retrying(None, 1.0, 10.0, on_error=_outage, log=log_wait,
+                                 deadline_s=self.settings.outage_wait)
+        protocol = self.protocols[job.protocol]
+        try:
+            return "completed", await waiting(protocol.run_job, job, ports)
+        except RmbgError as exc:
+            return "failed", protocol.failure_body(job, exc)
 
     async def deliver(self, url: str, body: dict[str, Any]) -> None:
-        ok = await post_webhook(url, body, secret=self.settings.webhook_secret, policy=self.policy)
+        ok = await post_webhook(url, body, secret=self.settings.webhook_secret, policy=self.callback_policy)
         (self.metrics.webhooks if ok else self.metrics.webhook_failures).inc()
 
     def spawn(self, work: Awaitable[Any]) -> None:
@@ -121,8 +145,10 @@ class Gateway:
 
     async def job_finished(self, job: Job) -> None:
         self.metrics.tasks.labels(job.protocol, job.status).inc()
+        for blob in job.blobs:  # its stored inputs: nothing will read them again
+            await self.files.delete(blob)
         if job.webhook_url:
-            await self.deliver(job.webhook_url, self.webhook_bodies[job.protocol](job))
+            await self.deliver(job.webhook_url, self.protocols[job.protocol].webhook_body(job))
 
     async def render_metrics(self) -> bytes:
         with contextlib.suppress(Exception):  # the store being down must not break /metrics

@@ -9,7 +9,15 @@ import uuid
 
 import pytest
 
-from rmbg_server.gateway.files import ORPHAN_AGE_S, LocalFileStore, RedisFileStore, StoredFile, open_file_store
+from rmbg_server.gateway.files import (
+    INPUT_TYPE,
+    ORPHAN_AGE_S,
+    LocalFileStore,
+    QuotaExceeded,
+    RedisFileStore,
+    StoredFile,
+    open_file_store,
+)
 
 
 @pytest.fixture(params=["local", "redis"])
@@ -63,7 +71,8 @@ def test_only_the_name_form_is_served(open_store, name):
 def test_bad_put_arguments_name_what_is_accepted(open_store):
     async def main():
         store = open_store()
-        with pytest.raises(ValueError, match="'image/gif' is not hosted; accepted: image/png, image/jpeg, image/webp"):
+        with pytest.raises(ValueError, match="'image/gif' is not stored; accepted: image/png, image/jpeg, "
+                                              "image/webp, application/octet-stream"):
             await store.put(str(uuid.uuid4()), b"GIF89a", "image/gif", ttl_s=60)
         with pytest.raises(ValueError, match="'../x' is not a UUID"):
             await store.put("../x", b"", "image/png", ttl_s=60)
@@ -138,3 +147,72 @@ def test_redis_files_carry_their_ttl(redis_url):
     assert run(main) == (None, (b"jpg", "image/jpeg"))
     with redis.Redis.from_url(redis_url) as client:
         assert 590 <= client.ttl(f"{{rmbg}}:file:{image_uuid}") <= 600
+
+
+def test_a_tenant_finds_only_its_own_files_and_inputs_are_never_served(open_store, small_jpeg):
+    out, blob = str(uuid.uuid4()), str(uuid.uuid4())
+
+    async def main():
+        a, b = open_store(), open_store()
+        stored = await a.put(out, small_jpeg, "image/jpeg", ttl_s=120, tenant="tenant-a")
+        await a.put(blob, small_jpeg, INPUT_TYPE, ttl_s=120, tenant="tenant-a")
+        seen = (await b.find(out, "tenant-a"), await b.find(out, "tenant-b"), await b.find(out),
+                await b.find(blob, "tenant-a"), await b.get(stored.name), await b.get(f"{blob}.bin"))
+        await b.delete(blob)
+        gone = await a.find(blob, "tenant-a")
+        for s in (a, b):
+            await s.close()
+        return seen, gone
+
+    (mine, other, keyless, input_blob, served, blob_served), gone = run(main)
+    assert mine == (small_jpeg, "image/jpeg") and other is None and keyless is None
+    assert input_blob == (small_jpeg, INPUT_TYPE) and served == (small_jpeg, "image/jpeg") and blob_served is None
+    assert gone is None
+
+
+def test_a_tenants_quota_holds_and_frees_at_expiry(open_store):
+    async def main():
+        store = open_store()
+        await store.put(str(uuid.uuid4()), b"a" * 600, "image/png", ttl_s=1, tenant="t", quota_bytes=1000)
+        with pytest.raises(QuotaExceeded) as info:
+            await store.put(str(uuid.uuid4()), b"b" * 600, "image/png", ttl_s=60, tenant="t", quota_bytes=1000)
+        await store.put(str(uuid.uuid4()), b"c" * 600, "image/png", ttl_s=60, tenant="other", quota_bytes=1000)
+        used = await store.usage("t")
+        await asyncio.sleep(1.3)  # the first file expired: its bytes are free again
+        await store.put(str(uuid.uuid4()), b"d" * 900, "image/png", ttl_s=60, tenant="t", quota_bytes=1000)
+        after = await store.usage("t")
+        await store.close()
+        return info.value, used, after
+
+    error, used, after = run(main)
+    assert (error.status, error.code, error.retry_after) == (429, "quotaExceeded", 60)
+    assert "600 bytes; 600 more would pass its quota of 1,000 bytes" in error.message
+    assert (used, after) == (600, 900)
+
+
+def test_the_quota_holds_under_concurrent_puts(open_store):
+    """Twenty puts at once against a quota for five: exactly five land (the check and the write are one step)."""
+    async def main():
+        store = open_store()
+        results = await asyncio.gather(*(store.put(str(uuid.uuid4()), b"x" * 100, "image/png", ttl_s=60,
+                                                   tenant="t", quota_bytes=500) for _ in range(20)),
+                                       return_exceptions=True)
+        usage = await store.usage("t")
+        await store.close()
+        return results, usage
+
+    results, usage = run(main)
+    assert sum(isinstance(r, StoredFile) for r in results) == 5 and usage == 500
+    assert all(isinstance(r, QuotaExceeded) for r in results if not isinstance(r, StoredFile))
+
+
+def test_replicas_share_one_signing_key(open_store):
+    async def main():
+        a, b = open_store(), open_store()
+        keys = await a.secret(), await b.secret(), await a.secret()
+        for s in (a, b):
+            await s.close()
+        return keys
+
+    first, second, again = run(main)
+    assert len(first) == 32 and first == second == again

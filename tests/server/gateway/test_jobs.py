@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from rmbg_server.gateway.jobs import STATUSES, Job, JobRunner, JobStore, RedisJobStore, SQLiteJobStore, open_job_store
+from rmbg_server.gateway.jobs.store import QueueFull
 from tests.conftest import ROOT
 
 SLACK_S = 5.0  # upper bounds on timings: the machine running the tests may be heavily loaded
@@ -509,3 +510,60 @@ def test_a_webhook_interrupted_by_kill9_is_sent_by_another_process(backend):
     out = asyncio.run(main())
     assert notified == [("hooked", "completed", {"by": "child"})]
     assert (out.status, out.attempts) == ("completed", 1)
+
+
+def test_the_queue_bound_is_one_check_and_insert_across_replicas(backend):
+    """Forty submits at once through four replicas against --max-queued 5: exactly five are stored."""
+    async def main():
+        stores = [backend.open() for _ in range(4)]
+        outcomes = await asyncio.gather(*(stores[i % 4].submit(job(f"q{i}"), max_queued=5) for i in range(40)),
+                                        return_exceptions=True)
+        counts = await stores[0].counts()
+        for s in stores:
+            await s.close()
+        return outcomes, counts
+
+    outcomes, counts = asyncio.run(main())
+    assert sum(o is True for o in outcomes) == 5 and counts["queued"] == 5
+    refused = [o for o in outcomes if o is not True]
+    assert all(isinstance(o, QueueFull) and o.queued == 5 for o in refused)
+
+
+def test_tenant_and_stored_inputs_travel_with_the_job(backend):
+    async def main():
+        a, b = backend.open(), backend.open()
+        await a.submit(job("t1", tenant="0123456789abcdef", blobs=["b1", "b2"]))
+        await a.submit(job("t2"))
+        got = await b.get("t1"), await b.get("t2")
+        for s in (a, b):
+            await s.close()
+        return got
+
+    with_tenant, without = asyncio.run(main())
+    assert (with_tenant.tenant, with_tenant.blobs) == ("0123456789abcdef", ["b1", "b2"])
+    assert (without.tenant, without.blobs) == (None, [])
+
+
+def test_a_database_of_an_older_gateway_gains_the_new_columns(tmp_path):
+    """A jobs.sqlite3 written before tenants existed opens, keeps its jobs and stores tenants from then on."""
+    import sqlite3
+
+    path = tmp_path / "jobs.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.executescript("""CREATE TABLE jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+        protocol TEXT NOT NULL, request TEXT NOT NULL, status TEXT NOT NULL, result TEXT, error TEXT,
+        webhook_url TEXT, ttl_s INTEGER NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0, worker TEXT, lease_until REAL, expires_at REAL, notify TEXT);
+        INSERT INTO jobs (id, protocol, request, status, ttl_s, created_at, updated_at)
+        VALUES ('old', 'task', '{}', 'queued', 60, 0, 0);""")
+    conn.close()
+
+    async def main():
+        store = SQLiteJobStore(path)
+        await store.submit(job("new", tenant="t"))
+        got = await store.get("old"), await store.get("new")
+        await store.close()
+        return got
+
+    old, new = asyncio.run(main())
+    assert (old.status, old.tenant, old.blobs) == ("queued", None, []) and new.tenant == "t"

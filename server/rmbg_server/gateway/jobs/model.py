@@ -25,9 +25,11 @@ class Job:
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
     attempts: int = 0
+    tenant: str | None = None        # the API key's id (a hash, never the key); None without keys
+    blobs: list[str] = field(default_factory=list)  # stored inputs (file uuids), deleted when it finishes
 
 
-JSON_FIELDS = ("request", "result", "error")
+JSON_FIELDS = ("request", "result", "error", "blobs")
 JOB_FIELDS = tuple(f.name for f in fields(Job))
 
 
@@ -51,7 +53,8 @@ def decode_job(row: dict[str, Any]) -> Job:
         result=json.loads(text("result")) if text("result") else None,
         error=json.loads(text("error")) if text("error") else None,
         webhook_url=text("webhook_url"), ttl_s=int(row["ttl_s"]), created_at=float(row["created_at"]),
-        updated_at=float(row["updated_at"]), attempts=int(row["attempts"]),
+        updated_at=float(row["updated_at"]), attempts=int(row["attempts"]), tenant=text("tenant"),
+        blobs=json.loads(text("blobs")) if text("blobs") else [],
     )
 
 

@@ -14,7 +14,7 @@ from importlib import resources
 from typing import Any, Literal
 
 from rmbg_server.gateway.jobs.model import STATUSES, TERMINAL, Job, decode_job, encode_job, finish_column
-from rmbg_server.gateway.jobs.store import JobStore
+from rmbg_server.gateway.jobs.store import JobStore, QueueFull
 
 SCRIPTS = ("reserve", "submit", "claim", "claim_notification", "leased", "cancel", "sweep")
 
@@ -54,9 +54,13 @@ class RedisJobStore(JobStore):
     async def release_id(self, job_id: str) -> None:
         await self._redis.delete(f"{self.prefix}rsv:{job_id}")
 
-    async def _store(self, job: Job) -> bool:
+    async def _store(self, job: Job, max_queued: int | None) -> bool:
         pairs = [x for name, value in encode_job(job).items() if value is not None for x in (name, str(value))]
-        return bool(await self._call("submit", job.id, job.status, job.ttl_s, *pairs))
+        stored = int(await self._call("submit", job.id, job.status, job.ttl_s, -1 if max_queued is None else max_queued,
+                                      *pairs))
+        if stored < 0:
+            raise QueueFull(-stored - 1)
+        return bool(stored)
 
     async def get(self, job_id: str) -> Job | None:
         row = await self._redis.hgetall(f"{self.prefix}job:{job_id}")

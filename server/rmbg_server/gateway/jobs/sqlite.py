@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from rmbg_server.gateway.jobs.model import STATUSES, TERMINAL, Job, decode_job, encode_job, finish_column
-from rmbg_server.gateway.jobs.store import JobStore
+from rmbg_server.gateway.jobs.store import JobStore, QueueFull
 
 T = TypeVar("T")
 
@@ -31,6 +31,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
+    tenant TEXT,                            -- the API key's id, NULL without keys
+    blobs TEXT,                             -- JSON list of stored inputs
     worker TEXT,                            -- holds the lease (running, or notifying once finished)
     lease_until REAL,
     expires_at REAL,                        -- set when the job reaches a terminal status
@@ -42,6 +44,9 @@ CREATE INDEX IF NOT EXISTS jobs_expiry ON jobs(expires_at) WHERE expires_at IS N
 CREATE INDEX IF NOT EXISTS jobs_notify ON jobs(lease_until) WHERE notify = 'pending';
 CREATE TABLE IF NOT EXISTS reservations (id TEXT PRIMARY KEY, expires_at REAL NOT NULL) WITHOUT ROWID;
 """
+
+
+_ADDED_COLUMNS = (("tenant", "TEXT"), ("blobs", "TEXT"))
 
 
 class SQLiteJobStore(JobStore):
@@ -73,6 +78,10 @@ class SQLiteJobStore(JobStore):
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)
+                columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+                for column, kind in _ADDED_COLUMNS:  # a database written by an older gateway
+                    if column not in columns:
+                        conn.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
             self._conn = conn
         return self._conn
 
@@ -110,18 +119,22 @@ class SQLiteJobStore(JobStore):
     async def release_id(self, job_id: str) -> None:
         await self._run(self._release_id, job_id)
 
-    def _insert(self, job: Job) -> bool:
+    def _insert(self, job: Job, max_queued: int | None) -> bool:
         values = encode_job(job)
         values["expires_at"] = job.updated_at + job.ttl_s if job.status in TERMINAL else None
         with self._write(self._db()) as conn:
             if self._id_used(conn, job.id, time.time()):
                 return False
+            if max_queued is not None and job.status == "queued":
+                queued = conn.execute("SELECT count(*) FROM jobs WHERE status = 'queued'").fetchone()[0]
+                if queued >= max_queued:
+                    raise QueueFull(queued)
             names = ", ".join(values)
             conn.execute(f"INSERT INTO jobs ({names}) VALUES ({', '.join('?' * len(values))})", tuple(values.values()))
             return True
 
-    async def _store(self, job: Job) -> bool:
-        return await self._run(self._insert, job)
+    async def _store(self, job: Job, max_queued: int | None) -> bool:
+        return await self._run(self._insert, job, max_queued)
 
     def _get(self, job_id: str) -> Job | None:
         row = self._db().execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()

@@ -29,6 +29,14 @@ from typing import Any, Literal
 from rmbg_server.gateway.jobs.model import Job, check_submittable
 
 
+class QueueFull(Exception):
+    """The queue holds ``queued`` jobs, the bound a submit was given."""
+
+    def __init__(self, queued: int) -> None:
+        super().__init__(f"{queued} jobs are queued")
+        self.queued = queued
+
+
 class JobStore(abc.ABC):
     """Durable job state shared by the request handlers and the :class:`JobRunner` workers."""
 
@@ -43,16 +51,21 @@ class JobStore(abc.ABC):
     async def release_id(self, job_id: str) -> None:
         """Forget a reservation (its task failed and produced nothing, so the id may be sent again)."""
 
-    async def submit(self, job: Job) -> bool:
-        """Store a new job durably before returning; False if the id was used before."""
+    async def submit(self, job: Job, max_queued: int | None = None) -> bool:
+        """Store a new job durably before returning; False if the id was used before.
+
+        With ``max_queued``, a queued job is stored only while fewer jobs are queued, checked and
+        inserted in one transaction (one Lua script on Redis), so concurrent submits on any number
+        of replicas never overshoot the bound; beyond it, QueueFull.
+        """
         check_submittable(job)
-        stored = await self._store(job)
+        stored = await self._store(job, max_queued)
         if stored and job.status == "queued":
             self._signal_work()
         return stored
 
     @abc.abstractmethod
-    async def _store(self, job: Job) -> bool: ...
+    async def _store(self, job: Job, max_queued: int | None) -> bool: ...
 
     @abc.abstractmethod
     async def get(self, job_id: str) -> Job | None: ...

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from rmbg_backend.options import Options
-from rmbg_hosted.errors import InvalidInputError, NotFoundError, RmbgError
+from rmbg_hosted.errors import InvalidInputError, RmbgError
 from rmbg_hosted.flow import Fields, Output, Removal, run_task
 from rmbg_hosted.inputs import to_data_uri
 from rmbg_server.gateway.jobs import Job
@@ -185,10 +185,13 @@ async def enqueue(request: Request, operation: str, body: FalRemoveRequest | Fal
     gw = gateway(request)
     ports = ports_of(request)
     try:
-        await ports.check(removal(operation, body, host=True))
+        kept, blobs = await ports.accept(removal(operation, body, host=True))
+        stored = body.model_dump(exclude_unset=True) | {"image_url": kept.image}
+        if kept.background is not None and isinstance(body, FalReplaceRequest):
+            stored |= {"ref_image_url": kept.background, "ref_image_file": None}
         request_id = str(uuid.uuid4())
-        await gw.submit(Job(id=request_id, protocol=PROTOCOL, ttl_s=gw.settings.ttl,
-                            request={"operation": operation, "input": body.model_dump(exclude_unset=True)}))
+        await gw.submit(Job(id=request_id, protocol=PROTOCOL, ttl_s=gw.settings.ttl, tenant=ports.tenant,
+                            blobs=blobs, request={"operation": operation, "input": stored}))
     except RmbgError as exc:
         return render_error(exc)
     return JSONResponse(handle(request, operation, request_id), headers=ignored(body))
@@ -205,10 +208,7 @@ async def fal_queue_replace(request: Request, body: FalReplaceRequest) -> Respon
 
 
 async def queued_job(request: Request, request_id: str) -> Job:
-    job = await gateway(request).store.get(request_id)
-    if job is None or job.protocol != PROTOCOL:
-        raise NotFoundError(f"request {request_id[:80]} not found (results are kept for their ttl)")
-    return job
+    return await ports_of(request).job(request_id, PROTOCOL)
 
 
 def message_of(body: dict[str, Any] | None) -> str:
@@ -267,15 +267,14 @@ router.add_api_route(_app_base, result, methods=["GET"], include_in_schema=False
 router.add_api_route(f"{_app_base}/cancel", cancel, methods=["PUT"], include_in_schema=False)
 
 
-async def run_job(job: Job, ports: GatewayPorts) -> tuple[str, dict[str, Any]]:
+async def run_job(job: Job, ports: GatewayPorts) -> dict[str, Any]:
     operation = job.request["operation"]
-    try:
-        body = REQUESTS[operation].model_validate(job.request["input"])
-        return "completed", await run_task(removal(operation, body, host=True), ports, renderer(body))
-    except RmbgError as exc:
-        if exc.status == 503:
-            raise  # an outage: the runner waits it out
-        return "failed", error_body(exc)
+    body = REQUESTS[operation].model_validate(job.request["input"])
+    return await run_task(removal(operation, body, host=True), ports, renderer(body))
+
+
+def failure_body(job: Job, error: RmbgError) -> dict[str, Any]:
+    return error_body(error)
 
 
 def webhook_body(job: Job) -> dict[str, Any]:

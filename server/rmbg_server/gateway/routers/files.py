@@ -1,10 +1,15 @@
-"""Hosted outputs at ``/files/{name}``, until their ttl runs out."""
+"""Hosted outputs at ``/files/{name}?expires=T&signature=S``: public capabilities until their ttl runs out.
+
+No API key is needed (an ``<img>``, ``requests.get``): the signed URL is the access
+(``files/signing.py``). A name without a valid signature, or past its expiry, is 404.
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from rmbg_server.gateway.files.signing import valid
 from rmbg_server.gateway.state import gateway
 
 PREFIX = "/files"
@@ -13,9 +18,12 @@ router = APIRouter(tags=["files"])
 
 @router.get(PREFIX + "/{name}", summary="A hosted output, until its ttl expires",
             responses={200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}}}, 404: {}})
-async def hosted_file(request: Request, name: str) -> Response:
-    found = await gateway(request).files.get(name)
+async def hosted_file(request: Request, name: str, expires: str | None = None,
+                      signature: str | None = None) -> Response:
+    gw = gateway(request)
+    found = await gw.files.get(name) if valid(gw.signing_key, name, expires, signature) else None
     if found is None:
         return JSONResponse({"detail": f"{name[:80]} not found (outputs are deleted after their ttl)"}, 404)
     data, content_type = found
-    return Response(data, media_type=content_type, headers={"Cache-Control": "private, max-age=3600"})
+    return Response(data, media_type=content_type, headers={"Cache-Control": "private, max-age=3600",
+                                                             "X-Content-Type-Options": "nosniff"})

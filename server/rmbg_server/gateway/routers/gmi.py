@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from rmbg_backend.options import Options
-from rmbg_hosted.errors import NotFoundError, RmbgError
+from rmbg_hosted.errors import RmbgError
 from rmbg_hosted.flow import Fields, Removal, run_task
 from rmbg_server.gateway.jobs import Job
 from rmbg_server.gateway.ports import GatewayPorts
@@ -80,9 +80,11 @@ async def submit(request: Request, body: GmiRequest) -> Response:
     gw = gateway(request)
     ports = GatewayPorts(gw, request.scope.get("state", {}).get("tenant"))
     try:
-        await ports.check(removal(body))  # a forbidden URL or a bad model is refused now, not in the queue
+        kept, blobs = await ports.accept(removal(body))  # a forbidden URL or a bad model: refused now
+        stored = body.model_dump() | {"payload": {"image": kept.image}}
         request_id = uuid.uuid4().hex
-        await gw.submit(Job(id=request_id, protocol=PROTOCOL, request=body.model_dump(), ttl_s=gw.settings.ttl))
+        await gw.submit(Job(id=request_id, protocol=PROTOCOL, request=stored, ttl_s=gw.settings.ttl,
+                            tenant=ports.tenant, blobs=blobs))
     except RmbgError as exc:
         return render_error(exc)
     return JSONResponse({"request_id": request_id, "status": "queued"})
@@ -91,9 +93,11 @@ async def submit(request: Request, body: GmiRequest) -> Response:
 @router.get(PATH + "/{request_id}", response_model=GmiStatus, response_model_exclude_none=True,
             summary="Status and, once done, outcome.media_urls")
 async def status(request: Request, request_id: str) -> Response:
-    job = await gateway(request).store.get(request_id)
-    if job is None or job.protocol != PROTOCOL:
-        return render_error(NotFoundError(f"request {request_id[:80]} not found", parameter="request_id"))
+    ports = GatewayPorts(gateway(request), request.scope.get("state", {}).get("tenant"))
+    try:
+        job = await ports.job(request_id, PROTOCOL, parameter="request_id")
+    except RmbgError as exc:
+        return render_error(exc)
     body = GmiStatus(request_id=request_id, model=job.request.get("model", ""), status=STATUS[job.status],
                      outcome=job.result if job.status == "completed" else None,
                      error=(job.error or {}).get("error", job.error) if job.status == "failed" else None,
@@ -101,14 +105,13 @@ async def status(request: Request, request_id: str) -> Response:
     return JSONResponse(body.model_dump(exclude_none=True))
 
 
-async def run_job(job: Job, ports: GatewayPorts) -> tuple[str, dict[str, Any]]:
-    try:
-        request = GmiRequest.model_validate(job.request)
-        return "completed", await run_task(removal(request), ports, lambda output: {"media_urls": [output.url]})
-    except RmbgError as exc:
-        if exc.status == 503:
-            raise  # an outage: the runner waits it out
-        return "failed", error_body(exc)
+async def run_job(job: Job, ports: GatewayPorts) -> dict[str, Any]:
+    request = GmiRequest.model_validate(job.request)
+    return await run_task(removal(request), ports, lambda output: {"media_urls": [output.url]})
+
+
+def failure_body(job: Job, error: RmbgError) -> dict[str, Any]:
+    return error_body(error)
 
 
 def webhook_body(job: Job) -> dict[str, Any]:

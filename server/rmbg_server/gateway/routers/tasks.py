@@ -108,17 +108,16 @@ async def tasks(request: Request) -> Response:
     return BlobJSONResponse(out, status, headers=headers)
 
 
-async def run_job(job: Job, ports: GatewayPorts) -> tuple[str, dict[str, Any]]:
+async def run_job(job: Job, ports: GatewayPorts) -> dict[str, Any]:
     """An async task, run by the job runner: its webhook is the runner's (durable), not the flow's."""
-    try:
-        task = parse_task(job.request)
-        assert isinstance(task, RemoveBackgroundTask)
-        removal = task.removal(ports, notify=False)
-        return "completed", await run_task(removal, ports, lambda output: task.render(output, ports.cost_per_image))
-    except RmbgError as exc:
-        if exc.status == 503:
-            raise  # an outage: the runner waits it out
-        return "failed", task_error(exc, job.id, "removeBackground")
+    task = parse_task(job.request)
+    assert isinstance(task, RemoveBackgroundTask)
+    removal = task.removal(ports, notify=False)
+    return await run_task(removal, ports, lambda output: task.render(output, ports.cost_per_image))
+
+
+def failure_body(job: Job, error: RmbgError) -> dict[str, Any]:
+    return task_error(error, job.id, "removeBackground")
 
 
 def webhook_body(job: Job) -> dict[str, Any]:
