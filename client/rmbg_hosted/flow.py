@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from rmbg_backend.contract import BACKGROUND, EXTENSIONS, IMAGE, OPTIONS
 from rmbg_backend.options import Options
-from rmbg_hosted.errors import ImageInputError, RmbgError
+from rmbg_hosted.errors import ImageInputError, RmbgError, ServerUnavailableError
 from rmbg_hosted.fetch import FetchPolicy, resolve, upload_async
 from rmbg_hosted.inputs import (
     canonical_uuid,
@@ -145,10 +145,18 @@ async def load(value: str | bytes, name: str, ports: Ports) -> tuple[bytes, str]
     return data, content_uuid(data)
 
 
-async def check(removal: Removal, ports: Ports) -> None:
+async def check(removal: Removal, ports: Ports, *, outage_ok: bool = False) -> None:
     """Everything that can refuse a removal without downloading or running anything, for work that is
-    queued (an async task, a queue request): the form of each source and, for a URL, the address it
-    resolves to; inline images are decoded (size, base64); then the model."""
+    queued (an async task, a queue request): the model, the form of each source and, for a URL, the
+    address it resolves to; inline images are decoded (size, base64, a recognised header).
+
+    ``outage_ok``: a model that is only unavailable right now does not refuse the work (it waits).
+    """
+    try:
+        ports.family(removal.model, removal.fields.model)
+    except ServerUnavailableError:
+        if not outage_ok:
+            raise
     sources = ((removal.image, removal.fields.image), (removal.background, removal.fields.background))
     for value, name in sources:
         if value is None or isinstance(value, bytes) or canonical_uuid(value) is not None:
@@ -160,7 +168,6 @@ async def check(removal: Removal, ports: Ports) -> None:
             check_header(decode_inline(value, name or "image", ports.policy.max_bytes), name or "image")
     if removal.upload_url:
         await resolve(removal.upload_url, ports.callback_policy, what="uploadEndpoint")
-    ports.family(removal.model, removal.fields.model)  # last: an outage here may still let the job queue
 
 
 async def _infer(removal: Removal, ports: Ports, family: str, image: bytes, background: bytes | None) -> Inference:

@@ -21,7 +21,8 @@ from tests.harness.scenario import handoff, kill_and_recover, load_with_kill, pa
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 JOB_LEASE_S = 3.0
 RETRIED = "retrying on another endpoint"  # the gateway's log line for a request whose Triton went away
-GATEWAY_ARGS = ["--workers", "2", "--job-lease", str(JOB_LEASE_S), "--allow-fetch-from", "127.0.0.1/32"]
+GATEWAY_ARGS = ["--workers", "2", "--job-lease", str(JOB_LEASE_S), "--allow-fetch-from", "127.0.0.1/32",
+                "--allow-callbacks-to", "127.0.0.1/32"]
 
 
 @pytest.fixture(scope="module")

@@ -115,7 +115,8 @@ class GatewayMiddleware:
                                      "without API keys only this gateway's own pages may call it (set --api-key "
                                      "to serve other origins)", code="forbiddenOrigin", parameter="Origin",
                                      status=403)
-        if scope["method"] in ("POST", "PUT", "PATCH") and not json_body:
+        has_body = headers.get(b"content-length", b"0") != b"0" or b"transfer-encoding" in headers
+        if scope["method"] in ("POST", "PUT", "PATCH") and has_body and not json_body:
             return InvalidInputError("must be sent as Content-Type: application/json (without API keys no other "
                                      "body type is taken, so a web page cannot post a form here)",
                                      code="unsupportedMediaType", parameter="Content-Type", status=415)

@@ -150,9 +150,7 @@ class GatewayPorts:
         an outage is not (the job waits it out). Inline images are stored as the tenant's files, so the
         job row holds their ids, within the tenant's quota."""
         try:
-            await check(removal, self)
-        except ServerUnavailableError:
-            pass  # accepted: the runner waits for the inference service
+            await check(removal, self, outage_ok=True)  # accepted in an outage: the runner waits it out
         except RmbgError as exc:
             self.failed(exc)
             raise

@@ -35,7 +35,8 @@ class GatewayProcess(cluster.GatewayProcess):
     def __init__(self, triton_url: str, data_dir: Path, *args: str, port: int | None = None,
                  env: dict[str, str] | None = None, log: Path | None = None) -> None:
         port = port or free_port()
-        super().__init__([triton_url], data_dir, port=port, args=["--allow-fetch-from", "127.0.0.0/8", *args],
+        super().__init__([triton_url], data_dir, port=port,
+                         args=["--allow-fetch-from", "127.0.0.0/8", "--allow-callbacks-to", "127.0.0.0/8", *args],
                          env=env, log_file=log or data_dir.parent / f"gateway-{port}.log")
 
     def start(self, timeout: float = 90.0) -> GatewayProcess:

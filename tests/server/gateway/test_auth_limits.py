@@ -29,8 +29,11 @@ def keyed(gateway_factory, tmp_path_factory):
 
 def test_keys_are_required_except_for_health(keyed):
     assert keyed.get("/healthz").status_code == 200 and keyed.get("/readyz").status_code == 200
-    for path in ("/metrics", "/docs", "/openapi.json", "/files/00000000-0000-4000-8000-000000000000.png"):
+    for path in ("/metrics", "/docs", "/openapi.json"):
         assert keyed.get(path).status_code == 401, path
+    # hosted outputs are signed capabilities, not keyed: an unsigned or forged name is simply not there
+    assert keyed.get("/files/00000000-0000-4000-8000-000000000000.png").status_code == 404
+    assert keyed.get(f"/files/9999999999/{'0' * 64}/00000000-0000-4000-8000-000000000000.png").status_code == 404
     refused = keyed.post("/v1", {"taskType": "getResponse", "taskUUID": "00000000-0000-4000-8000-000000000000"})
     assert refused.status_code == 401
     assert refused.json()["errors"][0]["code"] == "invalidApiKey" and "WWW-Authenticate" in refused.headers

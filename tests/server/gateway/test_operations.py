@@ -45,7 +45,7 @@ def test_openapi_documents_every_route(gateway):
             "/queue/fal-ai/bria/background/remove/requests/{request_id}",
             "/queue/fal-ai/bria/background/remove/requests/{request_id}/cancel",
             "/api/v1/ie/requestqueue/apikey/requests", "/api/v1/ie/requestqueue/apikey/requests/{request_id}",
-            "/files/{name}", "/healthz", "/readyz", "/metrics"} <= paths
+            "/files/{expires}/{signature}/{name}", "/healthz", "/readyz", "/metrics"} <= paths
     body = schema["paths"]["/v1"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert "#/components/schemas/RemoveBackgroundTask" in str(body)
     task = schema["components"]["schemas"]["RemoveBackgroundTask"]["properties"]
@@ -56,3 +56,4 @@ def test_openapi_documents_every_route(gateway):
 @pytest.mark.parametrize("name", ["nope.png", f"{uuid.uuid4()}.png", f"{uuid.uuid4()}.exe", "..%2F..%2Fetc%2Fpasswd"])
 def test_files_answer_404_for_anything_not_stored(gateway, name):
     assert gateway.get(f"/files/{name}").status_code == 404
+    assert gateway.get(f"/files/9999999999/{'f' * 64}/{name}").status_code == 404  # a forged signature

@@ -7,6 +7,7 @@ import base64
 import copy
 import io
 import json
+import re
 import time
 import uuid
 
@@ -53,7 +54,9 @@ def test_runware_rembg_examples_verbatim(gateway, images, http_server):
         result = by_uuid[example["taskUUID"]]
         assert result["taskType"] == "removeBackground" and result["taskUUID"] == example["taskUUID"]
         assert uuid.UUID(result["imageUUID"]).version == 4 and uuid.UUID(result["inputImageUUID"])
-        assert result["imageURL"] == f"{gateway.url}/files/{result['imageUUID']}.png"  # PNG is the default
+        # a signed capability ending in the output's name (PNG is the default): /files/EXPIRES/SIGNATURE/NAME
+        assert re.fullmatch(rf"{re.escape(gateway.url)}/files/\d+/[0-9a-f]{{64}}/{result['imageUUID']}\.png",
+                            result["imageURL"]), result["imageURL"]
         out = opened(gateway.get(result["imageURL"]).content)
         source = opened(images["/" + example["inputs"]["image"].split("/", 3)[3]])
         assert out.format == "PNG" and out.mode == "RGBA" and out.size == source.size

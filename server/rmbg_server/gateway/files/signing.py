@@ -1,10 +1,11 @@
-"""Output URLs as capabilities: ``/files/{name}?expires=T&signature=S``, no API key needed.
+"""Output URLs as capabilities: ``/files/{expires}/{signature}/{name}``, no API key needed.
 
 Every hosted API hands out result URLs that work without a key (an ``<img>``, ``requests.get``), so
 ours do too: the name is an unguessable UUID v4, the expiry is the file's ttl, and the signature is
 an HMAC-SHA256 over both with a secret every replica shares (``RMBG_FILES_SECRET``, or the store's own
 key: a file in ``--data-dir``, or one value in Redis). Whoever holds such a URL can read the file
-until it expires: the URL is the access.
+until it expires: the URL is the access. The name comes last, so the URL ends in the file's
+extension, as the hosted APIs' own result URLs do.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from urllib.parse import urlencode
 
 
 def signature(secret: bytes, name: str, expires: int) -> str:
@@ -21,7 +21,7 @@ def signature(secret: bytes, name: str, expires: int) -> str:
 
 def signed_path(secret: bytes, name: str, expires_at: float) -> str:
     expires = int(expires_at)
-    return f"/files/{name}?{urlencode({'expires': expires, 'signature': signature(secret, name, expires)})}"
+    return f"/files/{expires}/{signature(secret, name, expires)}/{name}"
 
 
 def valid(secret: bytes, name: str, expires: str | None, given: str | None, now: float | None = None) -> bool:
