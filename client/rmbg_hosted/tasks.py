@@ -284,12 +284,12 @@ class StoredTaskError(RmbgError):
         self.item = item
 
 
-async def handle_task(raw: Any, ports: TaskPorts) -> tuple[bool, dict[str, Any]]:
-    """One task of an array, failing alone: (True, result item) or (False, error item)."""
+async def handle_task(raw: Any, ports: TaskPorts) -> tuple[dict[str, Any], RmbgError | None]:
+    """One task of an array, failing alone: (result item, None) or (error item, the error)."""
     task_uuid, task_type = identity(raw)
     try:
-        return True, await execute_task(raw, ports)
+        return await execute_task(raw, ports), None
     except StoredTaskError as exc:
-        return False, exc.item
+        return exc.item, exc
     except RmbgError as exc:
-        return False, task_error(exc, task_uuid, task_type)
+        return task_error(exc, task_uuid, task_type), exc

@@ -149,8 +149,9 @@ class GatewayProcess:
                "--triton", ",".join(self.triton), "--data-dir", str(self.data_dir)]
         return cmd + (["--redis", self.redis_url] if self.redis_url else []) + self.args
 
-    def start(self, timeout: float = 60.0) -> GatewayProcess:
-        """Start (or, after ``kill``, restart on the same port and data directory) and wait until ready."""
+    def start(self, timeout: float = 60.0, *, wait_for: str = "/readyz") -> GatewayProcess:
+        """Start (or, after ``kill``, restart on the same port and data directory) and wait until
+        ``wait_for`` answers 200 (``/healthz`` for a gateway whose Triton is down on purpose)."""
         env = {**os.environ, **(self.env or {})}
         with open(self.log_file or os.devnull, "ab") as out:  # the child keeps its own copy of the descriptor
             self.process = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT, env=env,
@@ -160,7 +161,7 @@ class GatewayProcess:
             if self.process.poll() is not None:
                 raise LaunchError(f"rmbg gateway exited with code {self.process.returncode} during start-up:\n"
                                   f"{self.log_text()[-3000:]}")
-            if http_status(f"{self.url}/readyz") == 200:
+            if http_status(f"{self.url}{wait_for}") == 200:
                 return self
             time.sleep(0.1)
         self.kill()
@@ -204,7 +205,7 @@ class WebhookReceiver:
     """A local HTTP endpoint for webhooks: answers ``statuses`` in turn (the last repeats), records each POST."""
 
     def __init__(self, statuses: Sequence[int | tuple[int, dict[str, str]]] = (200,), *,
-                 path: str = "/hooks/rmbg?tenant=7") -> None:
+                 path: str = "/hooks/rmbg?tenant=7", host: str = "127.0.0.1", port: int = 0) -> None:
         self.statuses = list(statuses)
         self.deliveries: list[Delivery] = []
         self._lock = threading.Lock()
@@ -226,10 +227,11 @@ class WebhookReceiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer((host, port), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+        self.port = self.server.server_address[1]
+        self.url = f"http://{host}:{self.port}{path}"
 
     def close(self) -> None:
         self.server.shutdown()

@@ -39,8 +39,8 @@ class GatewayProcess(cluster.GatewayProcess):
                          args=["--allow-fetch-from", "127.0.0.0/8", "--allow-callbacks-to", "127.0.0.0/8", *args],
                          env=env, log_file=log or data_dir.parent / f"gateway-{port}.log")
 
-    def start(self, timeout: float = 90.0) -> GatewayProcess:
-        super().start(timeout)
+    def start(self, timeout: float = 90.0, *, wait_for: str = "/readyz") -> GatewayProcess:
+        super().start(timeout, wait_for=wait_for)
         return self
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:

@@ -65,12 +65,17 @@ def parse_json(body: bytes) -> Any:
     raise InvalidInputError(f"is not valid JSON ({reason})", code="invalidJSON", parameter="body")
 
 
-def _status(errors: list[dict[str, Any]], has_data: bool) -> int:
-    """200 with any result; every task failed: 503 when each failure is an outage, else 400."""
-    if has_data:
-        return 200
-    outage = all(e.get("code") == "serviceUnavailable" for e in errors)
-    return 503 if outage else 400
+def _answer(outcomes: list[tuple[dict[str, Any], RmbgError | None]]) -> tuple[int, dict[str, str]]:
+    """200 with any result. When every task failed: the status they share if it is a retryable one
+    (429 for a limit, 503 for an outage, with the longest Retry-After), else 400, Runware's."""
+    failures = [error for _, error in outcomes if error is not None]
+    if len(failures) < len(outcomes):
+        return 200, {}
+    statuses = {error.status for error in failures}
+    if len(statuses) == 1 and statuses <= {429, 503}:
+        retry_after = max(error.retry_after or 1 for error in failures)
+        return statuses.pop(), {"Retry-After": str(retry_after)}
+    return 400, {}
 
 
 @router.post(PATH, response_model=TaskResponse, response_model_exclude_none=True,
@@ -96,15 +101,14 @@ async def tasks(request: Request) -> Response:
             outcomes = await asyncio.gather(*(handle_task(item, ports) for item in items))
     except RmbgError as exc:
         return render_error(exc)
-    data = [body for ok, body in outcomes if ok]
-    errors = [body for ok, body in outcomes if not ok]
-    for ok, _ in outcomes:
-        gw.metrics.tasks.labels(PROTOCOL, "completed" if ok else "failed").inc()
+    data = [body for body, error in outcomes if error is None]
+    errors = [body for body, error in outcomes if error is not None]
+    for _, error in outcomes:
+        gw.metrics.tasks.labels(PROTOCOL, "failed" if error else "completed").inc()
     out: dict[str, Any] = {"data": data} if data else {}
     if errors:
         out["errors"] = errors
-    status = _status(errors, bool(data))
-    headers = {"Retry-After": str(gw.settings.retry_after)} if status == 503 else None
+    status, headers = _answer(outcomes)
     return BlobJSONResponse(out, status, headers=headers)
 
 
