@@ -47,8 +47,10 @@ def serve(settings, *, install_signal_handlers: bool = True):
 
     from rmbg_server.gateway.app import create_app
 
+    tls = {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key)} if settings.tls_cert else {}
     config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_level="warning",
-                            access_log=False, loop="auto", http="auto", lifespan="on", timeout_graceful_shutdown=15)
+                            access_log=False, loop="auto", http="auto", lifespan="on", timeout_graceful_shutdown=15,
+                            ws="websockets", ws_max_size=settings.max_body_bytes, ws_ping_interval=20.0, **tls)
     server = uvicorn.Server(config)
     if not install_signal_handlers:
         server.install_signal_handlers = lambda: None  # type: ignore[method-assign]

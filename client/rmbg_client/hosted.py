@@ -67,6 +67,10 @@ class ClientTasks:
     async def enqueue(self, task: RemoveBackgroundTask, removal: Removal) -> dict[str, Any]:
         return await run_task(removal, self, lambda output: task.render(output, self.cost_per_image))
 
+    async def keep(self, data: bytes, ttl_s: int | None) -> tuple[str, str]:
+        raise InvalidInputError("imageUpload needs somewhere to keep the image (`rmbg gateway`); the client "
+                                "library sends images inline instead", parameter="taskType")
+
     async def get_response(self, task_uuid: str) -> tuple[bool, dict[str, Any]]:
         raise InvalidInputError("getResponse needs the gateway's job store (`rmbg gateway`); the client library "
                                 "runs every task synchronously", parameter="taskType")

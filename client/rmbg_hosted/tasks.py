@@ -17,13 +17,22 @@ import json
 import uuid
 from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    model_validator,
+)
 
 from rmbg_backend.errors import RequestError
-from rmbg_backend.options import OUTPUT_FORMATS, Options, parse_options
+from rmbg_backend.options import ALLOWED_KEYS, OUTPUT_FORMATS, Options, parse_options
 from rmbg_hosted.errors import InvalidInputError, RmbgError
 from rmbg_hosted.flow import Fields, Output, Ports, Removal, run_task
-from rmbg_hosted.inputs import to_base64, to_data_uri
+from rmbg_hosted.inputs import check_header, request_image, to_base64, to_data_uri
 
 MIN_TTL_S, DEFAULT_TTL_S = 60, 86400
 TTL_CEILING_S = 10 * 365 * 86400  # what the schema takes at all; a gateway's --max-ttl is lower
@@ -71,11 +80,15 @@ class ProviderSettings(BaseModel):
     bria: BriaSettings | None = None
 
 
+LEGACY_REMOVAL = "imageBackgroundRemoval"  # what Runware's older SDKs (runware 0.5) send
+
+
 class RemoveBackgroundTask(BaseModel):
-    """A ``removeBackground`` task (001, 003)."""
+    """A ``removeBackground`` task (001, 003), or its older name ``imageBackgroundRemoval``, whose
+    options (``rgba``, ``alphaMatting``...) stand at the top level instead of under ``settings``."""
 
     model_config = _STRICT
-    taskType: Literal["removeBackground"]
+    taskType: Literal["removeBackground", "imageBackgroundRemoval"]
     taskUUID: TaskUUID
     model: str | None = Field(None, max_length=200, description="a model name or alias; default isnet")
     inputs: TaskInputs | None = None
@@ -96,6 +109,22 @@ class RemoveBackgroundTask(BaseModel):
                                      "(README, \"OPTIONS\")")
     providerSettings: ProviderSettings | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_options(cls, raw: Any) -> Any:
+        """The older task name carries its options at the top level: the same OPTIONS, moved under
+        ``settings`` here, so both names share one schema (errors still name the key as sent)."""
+        if isinstance(raw, dict) and raw.get("taskType") == LEGACY_REMOVAL:
+            hoisted = {k: raw[k] for k in ALLOWED_KEYS if k in raw and k not in TOP_LEVEL_OPTIONS}
+            if hoisted:
+                settings = raw.get("settings") if isinstance(raw.get("settings"), dict) else {}
+                raw = {k: v for k, v in raw.items() if k not in hoisted} | {"settings": {**settings, **hoisted}}
+        return raw
+
+    @property
+    def legacy(self) -> bool:
+        return self.taskType == LEGACY_REMOVAL
+
     @property
     def image(self) -> str:
         return self.inputs.image if self.inputs is not None else self.inputImage  # type: ignore[return-value]
@@ -103,8 +132,8 @@ class RemoveBackgroundTask(BaseModel):
     @property
     def fields(self) -> Fields:
         top = {k: k for k in TOP_LEVEL_OPTIONS if k in self.model_fields_set and k not in self.settings}
-        return Fields(image="inputs.image" if self.inputs is not None else "inputImage", settings="settings",
-                      options=top)
+        return Fields(image="inputs.image" if self.inputs is not None else "inputImage",
+                      settings=None if self.legacy else "settings", options=top)
 
     def options(self) -> Options:
         """The OPTIONS, parsed once by the server's own schema; errors name the task's own field."""
@@ -167,8 +196,20 @@ class GetResponseTask(BaseModel):
     taskUUID: TaskUUID
 
 
-Task = RemoveBackgroundTask | GetResponseTask
-TASK_TYPES: dict[str, type[BaseModel]] = {"removeBackground": RemoveBackgroundTask, "getResponse": GetResponseTask}
+class ImageUploadTask(BaseModel):
+    """``imageUpload`` (runware 0.5 sends it before removing a local file's background): the image is
+    kept as the caller's file; its ``imageUUID`` is an input for later tasks, ``imageURL`` reads it."""
+
+    model_config = _STRICT
+    taskType: Literal["imageUpload"]
+    taskUUID: TaskUUID
+    image: str = Field(description="a data URI, base64 or an http(s) URL")
+
+
+Task = RemoveBackgroundTask | GetResponseTask | ImageUploadTask
+TASK_TYPES: dict[str, type[BaseModel]] = {"removeBackground": RemoveBackgroundTask,
+                                          LEGACY_REMOVAL: RemoveBackgroundTask, "getResponse": GetResponseTask,
+                                          "imageUpload": ImageUploadTask}
 
 
 class TaskPorts(Ports, Protocol):
@@ -190,6 +231,9 @@ class TaskPorts(Ports, Protocol):
 
     async def get_response(self, task_uuid: str) -> tuple[bool, dict[str, Any]]:
         """The stored outcome of an async task: (True, result) or (False, error item)."""
+
+    async def keep(self, data: bytes, ttl_s: int | None) -> tuple[str, str]:
+        """Keep an uploaded image as the caller's file: (imageUUID, imageURL)."""
 
 
 def _short(value: Any) -> str:
@@ -259,6 +303,10 @@ def duplicate(task_uuid: str) -> InvalidInputError:
 async def execute_task(raw: Any, ports: TaskPorts) -> dict[str, Any]:
     """One task of an array -> its result item (or the async acknowledgement); raises RmbgError."""
     task = parse_task(raw)
+    if isinstance(task, ImageUploadTask):
+        data = check_header(await request_image(task.image, ports.policy, name="image"), "image")
+        image_uuid, url = await ports.keep(data, None)
+        return {"taskType": task.taskType, "taskUUID": task.taskUUID, "imageUUID": image_uuid, "imageURL": url}
     if isinstance(task, GetResponseTask):
         ok, body = await ports.get_response(task.taskUUID)
         if not ok:

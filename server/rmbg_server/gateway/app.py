@@ -26,7 +26,7 @@ from pydantic import TypeAdapter
 from rmbg_hosted.errors import InvalidInputError, RmbgError
 from rmbg_server.gateway.middleware import GatewayMiddleware
 from rmbg_server.gateway.responses import error_response
-from rmbg_server.gateway.routers import fal, files, gmi, operations, playground, tasks
+from rmbg_server.gateway.routers import fal, files, gmi, operations, playground, sockets, tasks
 from rmbg_server.gateway.settings import GatewaySettings
 from rmbg_server.gateway.state import Gateway
 
@@ -83,7 +83,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.state.gateway = gw
     app.add_middleware(GatewayMiddleware, gateway=gw, shapes=ERROR_SHAPES, fallback=_plain)
     app.add_exception_handler(RequestValidationError, _invalid_body)  # type: ignore[arg-type]
-    for router in (*(p.router for p in PROTOCOLS), files.router, operations.router):
+    for router in (*(p.router for p in PROTOCOLS), sockets.router, files.router, operations.router):
         app.include_router(router)
     playground.mount(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

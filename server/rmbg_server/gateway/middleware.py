@@ -48,6 +48,9 @@ class GatewayMiddleware:
         return self.fallback(error)
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "websocket":
+            await self._socket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -79,6 +82,16 @@ class GatewayMiddleware:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             self.gw.metrics.requests.labels(route, scope["method"], str(status[0])).inc()
             self.gw.metrics.latency.labels(route, scope["method"]).observe(time.perf_counter() - started)
+
+    async def _socket(self, scope: dict, receive: Callable, send: Callable) -> None:
+        """WebSockets authenticate in their first frame (routers/sockets.py); without keys, a page of
+        another origin may not open one (cross-site WebSocket hijacking)."""
+        refusal = self._browser_refusal(scope, json_body=True) if not self.gw.keys.enabled else None
+        if refusal is not None:
+            log.info("WebSocket %s refused: %s", scope["path"], refusal)
+            await send({"type": "websocket.close", "code": 4003, "reason": refusal.code})
+            return
+        await self.app(scope, receive, send)
 
     def _refusal(self, scope: dict) -> RmbgError | None:
         path = scope["path"]
@@ -116,7 +129,7 @@ class GatewayMiddleware:
                                      "to serve other origins)", code="forbiddenOrigin", parameter="Origin",
                                      status=403)
         has_body = headers.get(b"content-length", b"0") != b"0" or b"transfer-encoding" in headers
-        if scope["method"] in ("POST", "PUT", "PATCH") and has_body and not json_body:
+        if scope.get("method") in ("POST", "PUT", "PATCH") and has_body and not json_body:
             return InvalidInputError("must be sent as Content-Type: application/json (without API keys no other "
                                      "body type is taken, so a web page cannot post a form here)",
                                      code="unsupportedMediaType", parameter="Content-Type", status=415)

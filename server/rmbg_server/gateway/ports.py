@@ -32,6 +32,17 @@ from rmbg_server.gateway.triton import TritonPool
 log = logging.getLogger(__name__)
 
 
+_MAGIC = ((b"\x89PNG", "image/png"), (b"\xff\xd8\xff", "image/jpeg"))
+
+
+def sniff(data: bytes) -> str:
+    """The content type an upload is kept under: PNG, JPEG, WebP as such, anything else as bytes."""
+    for magic, content_type in _MAGIC:
+        if data.startswith(magic):
+            return content_type
+    return "image/webp" if data[:4] == b"RIFF" and data[8:12] == b"WEBP" else INPUT_TYPE
+
+
 class Services(Protocol):
     """What the ports use of the app's state (``state.Gateway``)."""
 
@@ -133,6 +144,15 @@ class GatewayPorts:
             raise InvalidInputError("the task was cancelled", code="taskCancelled", parameter="taskUUID")
         return True, {"taskType": "removeBackground", "taskUUID": task_uuid,
                       "status": "processing" if job.status == "processing" else "queued"}
+
+    async def keep(self, data: bytes, ttl_s: int | None) -> tuple[str, str]:
+        """An upload (``imageUpload``): the tenant's file, usable as an input by its imageUUID."""
+        image_uuid = str(uuid.uuid4())
+        content_type = sniff(data)
+        stored = await self.services.files.put(image_uuid, data, content_type, ttl_s or self.settings.ttl,
+                                               tenant=self.tenant, quota_bytes=self.settings.quota_bytes)
+        return image_uuid, self.settings.base_url + signed_path(self.services.signing_key, stored.name,
+                                                                stored.expires_at)
 
     # -- queued work ------------------------------------------------------------------------
     async def job(self, job_id: str, protocol: str, *, what: str = "request", code: str = "notFound",

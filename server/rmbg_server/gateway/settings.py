@@ -71,8 +71,11 @@ class GatewaySettings(BaseSettings):
                            **_flag("DIR"))
     redis: str | None = Field(None, description="share jobs and files with other replicas through this Redis",
                               **_flag("URL"))
-    public_url: str | None = Field(None, description="base of hosted-output URLs (default http://HOST:PORT)",
+    public_url: str | None = Field(None, description="base of hosted-output URLs (default http(s)://HOST:PORT)",
                                    **_flag("URL"))
+    tls_cert: Path | None = Field(None, description="serve HTTPS and WSS with this certificate (PEM; with "
+                                  "--tls-key)", **_flag("FILE"))
+    tls_key: Path | None = Field(None, description="the certificate's private key (PEM)", **_flag("FILE"))
     api_key: Listed = Field(default_factory=list, validation_alias="RMBG_API_KEYS",
                             description="an accepted API key (repeatable; prefer --api-key-file or env "
                                         "RMBG_API_KEYS: a flag's value shows in ps). Keys from the flag, the "
@@ -111,6 +114,9 @@ class GatewaySettings(BaseSettings):
                                      json_schema_extra={"env_only": True})
     max_tasks_per_request: int = Field(64, ge=1, description="tasks in one task array")
     retry_after: int = Field(1, ge=1, description="the Retry-After of a 429, in seconds", **_flag("S"))
+    ws_per_key: int = Field(16, ge=1, description="open WebSocket connections per API key")
+    ws_session_ttl: float = Field(300.0, gt=0, description="seconds a dropped WebSocket session keeps its "
+                                  "results for a reconnect that resumes it", **_flag("S"))
 
     @field_validator("triton", mode="before")
     @classmethod
@@ -137,6 +143,11 @@ class GatewaySettings(BaseSettings):
     @model_validator(mode="after")
     def _bind(self) -> GatewaySettings:
         check_bind(self.host, self.api_keys)
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("--tls-cert and --tls-key go together: give both, or neither for plain HTTP")
+        for path in (self.tls_cert, self.tls_key):
+            if path is not None and not path.is_file():
+                raise ValueError(f"{path}: no such file (a PEM certificate or key)")
         return self
 
     # -- derived values -----------------------------------------------------------------------
@@ -146,9 +157,13 @@ class GatewaySettings(BaseSettings):
         return load_keys(self.api_key, [Path(p) for p in self.api_key_file])
 
     @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert else "http"
+
+    @property
     def base_url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return (self.public_url or f"http://{host}:{self.port}").rstrip("/")
+        return (self.public_url or f"{self.scheme}://{host}:{self.port}").rstrip("/")
 
     @cached_property
     def model_aliases(self) -> dict[str, str]:

@@ -23,6 +23,7 @@ from rmbg_server.gateway.jobs import Job, JobRunner, open_job_store
 from rmbg_server.gateway.jobs.store import QueueFull
 from rmbg_server.gateway.metrics import Metrics
 from rmbg_server.gateway.ports import GatewayPorts
+from rmbg_server.gateway.sessions import Sessions
 from rmbg_server.gateway.settings import GatewaySettings
 from rmbg_server.gateway.triton import TritonPool
 
@@ -58,6 +59,7 @@ class Gateway:
         self.aliases = settings.model_aliases
         self.policy, self.callback_policy = settings.fetch_policy, settings.callback_policy
         self.signing_key = b""
+        self.sessions = Sessions(settings.ws_session_ttl)
         self.inflight = 0
         self._background: set[asyncio.Task[Any]] = set()
 

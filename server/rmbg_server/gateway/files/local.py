@@ -20,7 +20,6 @@ from pathlib import Path
 
 from rmbg_server.gateway.files.store import (
     FILE_TYPES,
-    SERVED,
     FileStore,
     QuotaExceeded,
     StoredFile,
@@ -94,7 +93,7 @@ class LocalFileStore(FileStore):
             return None
 
     async def get(self, name: str) -> tuple[bytes, str] | None:
-        if parse_name(name, SERVED) is None:
+        if parse_name(name) is None:
             return None
         return await asyncio.to_thread(self._load, name, None, True)
 

@@ -12,7 +12,6 @@ import time
 from importlib import resources
 
 from rmbg_server.gateway.files.store import (
-    SERVED,
     FileStore,
     QuotaExceeded,
     StoredFile,
@@ -56,7 +55,7 @@ class RedisFileStore(FileStore):
         return data, content_type.decode()
 
     async def get(self, name: str) -> tuple[bytes, str] | None:
-        parsed = parse_name(name, SERVED)
+        parsed = parse_name(name)
         return await self._load(parsed[0], name, None, True) if parsed else None
 
     async def find(self, image_uuid: str, tenant: str | None = None) -> tuple[bytes, str] | None:

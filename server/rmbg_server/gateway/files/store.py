@@ -1,5 +1,6 @@
-"""Stored files: hosted outputs (served at ``/files/{name}`` through a signed URL until their ttl runs
-out) and the inputs of queued requests (never served), each owned by a tenant, within its quota.
+"""Stored files: hosted outputs and uploads (served at ``/files/...`` through a signed URL until their
+ttl runs out) and the inputs of queued requests (never given a URL), each owned by a tenant, within
+its quota.
 
 A name is ``{uuid}.{ext}`` and nothing else, so a request can never address a path of its choosing.
 Outputs are ``png``/``jpg``/``webp``; a queued request's inline image is kept as ``bin`` until its job
@@ -19,7 +20,6 @@ from rmbg_hosted.inputs import canonical_uuid
 INPUT_TYPE = "application/octet-stream"  # a queued request's image, kept as sent
 FILE_EXTENSIONS = {**EXTENSIONS, INPUT_TYPE: "bin"}
 FILE_TYPES = {ext: content_type for content_type, ext in FILE_EXTENSIONS.items()}
-SERVED = tuple(EXTENSIONS.values())  # inputs are never served
 
 
 class QuotaExceeded(BusyError):
@@ -71,7 +71,8 @@ class FileStore(abc.ABC):
 
     @abc.abstractmethod
     async def get(self, name: str) -> tuple[bytes, str] | None:
-        """(data, content type) of a live output by its name; None when the name is bad, missing or expired."""
+        """(data, content type) of a live file by its name; None when the name is bad, missing or expired.
+        Any tenant's: the route hands it out only for a URL this gateway signed."""
 
     @abc.abstractmethod
     async def find(self, image_uuid: str, tenant: str | None = None) -> tuple[bytes, str] | None:
