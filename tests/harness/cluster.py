@@ -10,6 +10,7 @@ import logging
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -108,9 +109,10 @@ def rmbg_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "rmbg_cli.main"]
 
 
-def http_status(url: str, timeout: float = 2.0) -> int | None:
+def http_status(url: str, timeout: float = 2.0, *, ca: Path | None = None) -> int | None:
+    context = ssl.create_default_context(cafile=str(ca)) if ca else None
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:
             return resp.status
     except urllib.error.HTTPError as e:
         return e.code
@@ -130,7 +132,7 @@ class GatewayProcess:
 
     def __init__(self, triton: Sequence[str], data_dir: Path, *, redis_url: str | None = None,
                  port: int | None = None, args: Sequence[str] = (), log_file: Path | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, ca: Path | None = None) -> None:
         self.triton = list(triton)
         self.data_dir = Path(data_dir)
         self.redis_url = redis_url
@@ -138,11 +140,12 @@ class GatewayProcess:
         self.args = list(args)
         self.log_file = log_file
         self.env = env
+        self.ca = ca  # with --tls-cert in args: the CA that signed it (the URL is then https)
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if '--tls-cert' in self.args else 'http'}://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
         cmd = [*rmbg_command(), "gateway", "--host", "127.0.0.1", "--port", str(self.port),
@@ -161,7 +164,7 @@ class GatewayProcess:
             if self.process.poll() is not None:
                 raise LaunchError(f"rmbg gateway exited with code {self.process.returncode} during start-up:\n"
                                   f"{self.log_text()[-3000:]}")
-            if http_status(f"{self.url}{wait_for}") == 200:
+            if http_status(f"{self.url}{wait_for}", ca=self.ca) == 200:
                 return self
             time.sleep(0.1)
         self.kill()

@@ -81,7 +81,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                   description="The hosted background-removal APIs (Runware task arrays, fal, GMI queue) served by "
                               "your own Triton. Authenticate with `Authorization: Bearer KEY` or `Key KEY`.")
     app.state.gateway = gw
-    app.add_middleware(GatewayMiddleware, gateway=gw, shapes=ERROR_SHAPES, fallback=_plain)
+    app.add_middleware(GatewayMiddleware, gateway=gw, shapes=ERROR_SHAPES, fallback=_plain, rewrites=(fal.route_scope,))
     app.add_exception_handler(RequestValidationError, _invalid_body)  # type: ignore[arg-type]
     for router in (*(p.router for p in PROTOCOLS), sockets.router, files.router, operations.router):
         app.include_router(router)

@@ -32,13 +32,16 @@ PUBLIC_PATHS = ("/healthz", "/readyz", "/", "/favicon.ico")
 HEALTH_PATHS = ("/healthz", "/readyz")  # probes: answered whatever Host they name
 PUBLIC_PREFIXES = ("/static/", "/files/")  # hosted outputs are signed capabilities (routers/files.py)
 Shapes = Sequence[tuple[str, Renderer]]  # (path prefix, renderer), longest prefix first
+Rewrite = Callable[[dict], dict]  # a protocol's own way of naming a route (fal's queue host), to its path
 
 
 class GatewayMiddleware:
-    def __init__(self, app: Callable, gateway: Gateway, shapes: Shapes, fallback: Renderer) -> None:
+    def __init__(self, app: Callable, gateway: Gateway, shapes: Shapes, fallback: Renderer,
+                 rewrites: Sequence[Rewrite] = ()) -> None:
         self.app, self.gw = app, gateway
         self.shapes = sorted(shapes, key=lambda item: -len(item[0]))
         self.fallback = fallback
+        self.rewrites = tuple(rewrites)
         self.own_hosts = own_hosts(gateway.settings.host, gateway.settings.public_url)
 
     def render(self, path: str, error: RmbgError) -> Response:
@@ -56,6 +59,8 @@ class GatewayMiddleware:
             return
         started = time.perf_counter()
         status = [500]
+        for rewrite in self.rewrites:
+            scope = rewrite(scope)
 
         async def send_status(message: dict) -> None:
             if message["type"] == "http.response.start":
@@ -179,4 +184,4 @@ def own_hosts(bind: str, public_url: str | None) -> frozenset[str]:
         pass
     if public_url:
         names.add(host_name(urlsplit(public_url).netloc))
-    return frozenset(names)
+    return frozenset(names | {f"queue.{name}" for name in names})  # fal's clients call queue.$FAL_RUN_HOST
