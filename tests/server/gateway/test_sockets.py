@@ -185,15 +185,15 @@ def test_https_and_wss_with_a_certificate(triton, tmp_path, small_jpeg):
                                 args=["--tls-cert", str(ca.cert), "--tls-key", str(ca.key)]).start()
     try:
         assert gw.url.startswith("https://")
-        result = httpx.post(f"{gw.url}/v1", json=removal(data_uri(small_jpeg)), verify=str(ca.ca), timeout=60)
+        trusted = ssl.create_default_context(cafile=str(ca.ca))
+        result = httpx.post(f"{gw.url}/v1", json=removal(data_uri(small_jpeg)), verify=trusted, timeout=60)
         assert result.status_code == 200, result.text
         assert result.json()["data"][0]["imageBase64Data"]
         with pytest.raises(httpx.ConnectError):  # without the CA the certificate is not trusted
             httpx.get(f"{gw.url}/healthz")
 
         async def secure_socket():
-            ws, auth = await connect(gw.url.replace("https://", "wss://") + "/v1",
-                                     ssl=ssl.create_default_context(cafile=str(ca.ca)))
+            ws, auth = await connect(gw.url.replace("https://", "wss://") + "/v1", ssl=trusted)
             await ws.close()
             return auth
 
