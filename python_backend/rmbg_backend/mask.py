@@ -50,3 +50,23 @@ def post_process_mask(alpha: np.ndarray) -> np.ndarray:
     opened = cv2.morphologyEx(alpha, cv2.MORPH_OPEN, _OPEN_KERNEL)
     blurred = cv2.GaussianBlur(opened, (5, 5), sigmaX=2, sigmaY=2, borderType=cv2.BORDER_DEFAULT)
     return np.where(blurred < 127, 0, 255).astype(np.uint8)
+
+
+def _edge(value: int | str, size: int) -> int:
+    """A roi coordinate (pixels, or "N%" of ``size``) in pixels, clamped to the image."""
+    pixels = round(float(value[:-1]) * size / 100.0) if isinstance(value, str) else int(value)
+    return max(0, min(size, pixels))
+
+
+def apply_roi(alpha: np.ndarray, roi: tuple[int | str, int | str, int | str, int | str]) -> np.ndarray:
+    """Only the region of interest may hold the subject: alpha outside it becomes 0 (remove.bg's ``roi``).
+
+    An empty region (x1 <= x0 or y1 <= y0) leaves nothing: the caller asked for no subject anywhere.
+    """
+    height, width = alpha.shape
+    x0, x1 = _edge(roi[0], width), _edge(roi[2], width)
+    y0, y1 = _edge(roi[1], height), _edge(roi[3], height)
+    out = np.zeros_like(alpha)
+    if x1 > x0 and y1 > y0:
+        out[y0:y1, x0:x1] = alpha[y0:y1, x0:x1]
+    return out

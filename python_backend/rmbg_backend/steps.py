@@ -20,11 +20,11 @@ from rmbg_backend.decode import DecodedImage, Limits, decode_image
 from rmbg_backend.encode import check_output_size, encode
 from rmbg_backend.errors import RequestError
 from rmbg_backend.families import ModelSpec
-from rmbg_backend.mask import mask_to_alpha, post_process_mask
+from rmbg_backend.mask import apply_roi, mask_to_alpha, post_process_mask
 from rmbg_backend.options import Options, parse_options
 from rmbg_backend.resize import to_model_input, to_model_pixels
+from rmbg_backend.shape import cap_pixels, capped_size, foreground_box, shape
 from rmbg_backend.shape import check_options as check_shaping
-from rmbg_backend.shape import shape
 
 
 def _ms(t0: float) -> float:
@@ -54,7 +54,8 @@ def preprocess(image_bytes: bytes, options_raw: bytes | None, spec: ModelSpec,
     check_shaping(options, limits)
     t0 = time.perf_counter()
     image = decode_image(image_bytes, limits=limits)
-    out_w, out_h = options.outputSize or (image.width, image.height)  # a crop only shrinks it
+    # the result's size, as far as it is known before the model runs (a crop only shrinks it)
+    out_w, out_h = capped_size(*(options.outputSize or (image.width, image.height)), options.maxPixels)
     check_output_size(options.outputFormat, out_w, out_h)
     decode_ms = _ms(t0)
     t1 = time.perf_counter()
@@ -92,6 +93,8 @@ def postprocess(mask: np.ndarray, pixels: np.ndarray, meta: dict[str, Any], spec
     if background_bytes is not None and not options.returnOnlyMask:
         background = decode_image(background_bytes, field="BACKGROUND", limits=limits)
     alpha = mask_to_alpha(mask, image.height, image.width, spec.mask_normalization)
+    if options.roi is not None:
+        alpha = apply_roi(alpha, options.roi)
     if options.postProcessMask:
         alpha = post_process_mask(alpha)
     foreground = None
@@ -105,6 +108,7 @@ def postprocess(mask: np.ndarray, pixels: np.ndarray, meta: dict[str, Any], spec
             erode_size=options.alphaMattingErodeSize,
         )
     image, alpha, foreground = shape(image, alpha, options, foreground, limits)
+    image, alpha, foreground = cap_pixels(image, alpha, foreground, options.maxPixels)
     pixels_out, mode = compose(image, alpha, options, background, foreground)
     timings["postprocess_ms"] = _ms(t0)
     t1 = time.perf_counter()
@@ -119,6 +123,7 @@ def postprocess(mask: np.ndarray, pixels: np.ndarray, meta: dict[str, Any], spec
         "height": image.height,
         "contentType": content_type,
         "model": spec.name,
+        "foreground": foreground_box(alpha),
         "timings": timings,
     }
     return data, info

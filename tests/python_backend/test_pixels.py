@@ -307,3 +307,13 @@ def test_postprocess_memory_per_output_pixel_is_bounded(options):
     assert isinstance(result, tuple), result
     budget = 20 * h * w + (12 * 1000 * 750 if background else 0)
     assert peak < budget, f"{peak / (h * w):.1f} bytes per output pixel"
+
+
+def test_roi_keeps_the_subject_inside_the_region_only():
+    from rmbg_backend.mask import apply_roi
+
+    alpha = np.full((10, 20), 255, np.uint8)
+    out = apply_roi(alpha, (5, "20%", "50%", 8))
+    assert out[2:8, 5:10].min() == 255 and out.sum() == 255 * 6 * 5
+    assert apply_roi(alpha, (15, 0, 5, 10)).max() == 0  # an empty region: no subject anywhere
+    assert apply_roi(alpha, (0, 0, 10_000, 10_000)).min() == 255  # clamped to the image
