@@ -43,6 +43,8 @@ class Options:
     shadowBlur: float = 20.0
     shadowOffset: tuple[int, int] = (0, 10)
     refineForeground: bool = False
+    # a second engine pass on the subject's crop and an anti-aliased decision (high_quality.py)
+    highQuality: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,7 +77,7 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
     "alphaMattingErodeSize": (1, 255),
 }
 _BOOLS = ("returnOnlyMask", "alphaMatting", "postProcessMask", "preserveAlpha", "crop", "shadow",
-          "refineForeground")
+          "refineForeground", "highQuality")
 # Output shaping: numbers, pairs and the two forms of cropMargin and position (see _shaping_values).
 _FLOAT_RANGES: dict[str, tuple[float, float]] = {"shadowOpacity": (0.0, 1.0), "shadowBlur": (0.0, 500.0)}
 MAX_CANVAS_SIDE = 65_500  # the largest any output format holds (JPEG); a deployment's Limits are lower
