@@ -53,14 +53,14 @@ DECISION_RANGE = (0.25, 0.75)
 SecondPass = Callable[[np.ndarray], np.ndarray]
 
 
-def second_pass_box(prob: np.ndarray) -> Box | None:
-    """Where the second pass looks: the subject's box grown by CROP_MARGIN, or None when there is
+def second_pass_box(prob: np.ndarray, margin: str = CROP_MARGIN) -> Box | None:
+    """Where the second pass looks: the subject's box grown by ``margin``, or None when there is
     no subject or the box is the whole image (the first pass already saw exactly that)."""
     height, width = prob.shape
     box = subject_box(prob, SUBJECT_ALPHA / 255.0)
     if box is None:
         return None
-    grown = crop_box(box, CROP_MARGIN, width, height)
+    grown = crop_box(box, margin, width, height)
     return None if (grown.width, grown.height) == (width, height) else grown
 
 
