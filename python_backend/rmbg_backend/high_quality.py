@@ -88,7 +88,10 @@ def decision_threshold(prob: np.ndarray) -> float:
     between = np.nan_to_num(between[:-1], nan=-1.0)
     if between.max() <= 0:  # one level only: nothing to separate
         return 0.5
-    t = (int(np.argmax(between)) + 1) / 256.0  # between bin k and k + 1
+    # Every threshold inside an empty gap between the modes separates them equally well: take the
+    # gap's middle (OpenCV takes its first bin, which hugs the lower mode).
+    best = np.flatnonzero(between >= between.max() * (1.0 - 1e-9))
+    t = ((best[0] + best[-1]) / 2.0 + 1.0) / 256.0  # between bin k and k + 1
     return float(min(max(t, DECISION_RANGE[0]), DECISION_RANGE[1]))
 
 

@@ -130,3 +130,12 @@ def test_bad_shaping_options_name_the_key_and_the_range(raw, field, fragment):
         parse_options(json.dumps(raw))
     assert info.value.field == field
     assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None, [True]])
+def test_high_quality_is_a_strict_bool(value):
+    assert parse_options(b'{"highQuality": true}').highQuality is True
+    assert parse_options(b"{}").highQuality is False
+    with pytest.raises(RequestError) as info:
+        parse_options(json.dumps({"highQuality": value}))
+    assert info.value.field == "highQuality" and "must be true or false" in str(info.value)
