@@ -75,6 +75,11 @@ def main() -> int:
     print(f"machine: {describe(machine)}; engine {type(engine).__name__} {args.precision} on {engine_path.name}",
           flush=True)
 
+    def probability(pred: np.ndarray, h: int, w: int) -> np.ndarray:
+        """As served: a prediction with no contrast is an empty mask."""
+        prob = mask_to_probability(pred, h, w, norm)
+        return np.zeros((h, w), np.float32) if prob is None else prob
+
     def decide(prob: np.ndarray, threshold: float | None = None) -> np.ndarray:
         prob = prob.astype(np.float32, copy=True)
         t = decision_threshold(prob) if threshold is None else threshold
@@ -128,7 +133,7 @@ def main() -> int:
                                        spec.height - nh - py, px, spec.width - nw - px, cv2.BORDER_REPLICATE)
         inputs["letterbox"] = to_model_input(letterbox, spec)
         first = engine.run(x[np.newaxis])[0]
-        prob = mask_to_probability(first, h, w, norm)
+        prob = probability(first, h, w)
         boxes = {m: second_pass_box(prob, f"{m}%") for m in MARGINS}
         for m, box in boxes.items():
             if box is not None:
@@ -138,19 +143,21 @@ def main() -> int:
                     inputs["crop20flip"] = np.ascontiguousarray(crop[:, :, ::-1])
         names = [n for n in inputs if n != "full"]
         preds = dict(zip(names, engine.run(np.stack([inputs[n] for n in names])), strict=True))
-        views = {"full": prob, "flip": mask_to_probability(preds["flip"][:, :, ::-1], h, w, norm),
-                 "lanczos": mask_to_probability(preds["lanczos"], h, w, norm),
-                 "letterbox": mask_to_probability(preds["letterbox"][:, py:py + nh, px:px + nw], h, w, norm)}
+        views = {"full": prob, "flip": probability(preds["flip"][:, :, ::-1], h, w),
+                 "lanczos": probability(preds["lanczos"], h, w),
+                 "letterbox": probability(preds["letterbox"][:, py:py + nh, px:px + nw], h, w)}
         for m, box in boxes.items():
             for suffix in ("", "flip") if m == 20 else ("",):
                 view = prob.copy()
                 if box is not None:
                     pred = preds[f"crop{m}{suffix}"]
                     pred = pred[:, :, ::-1] if suffix else pred
-                    view[box.y0:box.y1, box.x0:box.x1] = mask_to_probability(pred, box.height, box.width, norm)
+                    crop = mask_to_probability(pred, box.height, box.width, norm)
+                    if crop is not None:  # as served: a crop with no contrast is ignored
+                        view[box.y0:box.y1, box.x0:box.x1] = crop
                 views[f"crop{m}{suffix}"] = view
         small = cv2.resize(rgb, (spec.width, spec.height), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
-        first_small = mask_to_probability(first, spec.height, spec.width, norm)
+        first_small = probability(first, spec.height, spec.width)
         views["fgf"] = np.clip(apply_coefficients(guided_coefficients(small, first_small, 2, 1e-4), rgb), 0, 1)
         tri = trimap((prob * 255 + 0.5).astype(np.uint8), 230, 25, 5)
         views["matting"] = matte(rgb, tri) if (tri == 255).any() and (tri == 0).any() else prob

@@ -93,3 +93,26 @@ def test_a_bad_image_fails_alone(torch_server, small_jpeg):
     results = dict(client.remove_many([("bad", b"not an image"), ("good", small_jpeg)], concurrency=2))
     assert isinstance(results["bad"], Exception) and "IMAGE" in str(results["bad"])
     assert not isinstance(results["good"], Exception)
+
+
+@pytest.mark.parametrize(("model", "variant", "precision"), DEPLOYED)
+def test_high_quality_second_pass_sends_uint8_pixels(torch_server, torch_repository, pairs, model, variant,
+                                                     precision):
+    """highQuality's second pass (BLS from postprocess) feeds the uint8 engine its own input kind;
+    the served mask is the library's, run on the same engine."""
+    from rmbg_backend.high_quality import high_quality_alpha
+
+    spec = family(model).spec(SIZE)
+    engine = TorchEngine(torch_repository / model / "1" / "model.safetensors", spec,
+                         TorchSettings(variant, precision, device="cpu"))
+    client = RmbgClient(torch_server.grpc_url, model=model)
+    second_passes = 0
+    for p in [p for p in pairs if p.id.startswith("ecssd")][:4]:
+        result = client.remove(p.image.read_bytes(), {"returnOnlyMask": True, "highQuality": True})
+        second_passes += result.info["timings"]["second_pass_ms"] > 0
+        image = decode_image(p.image.read_bytes())
+        first = engine.run(to_model_pixels(image.rgb, spec)[None])[0]
+        direct, _ = high_quality_alpha(first, image.rgb, spec, engine.run, "uint8")
+        diff = np.abs(np.asarray(Image.open(io.BytesIO(result.data))).astype(np.int16) - direct)
+        assert diff.mean() <= 1.0, (p.id, diff.mean())
+    assert second_passes > 0  # at least one subject box smaller than its photo
