@@ -64,9 +64,11 @@ def test_high_quality_changes_the_mask_and_beats_the_default(served, record_prop
     figures = {pid: {k: quality_figures(s[k], s["pair"].mask) for k in ("default", "hq")} for pid, s in served.items()}
     record_property("high_quality", figures)
     for pid, s in served.items():
-        assert np.abs(s["hq"] - s["default"]).mean() > 1.0 / 255, pid  # the decision alone changes every mask
-        soft = ((s["hq"] > 0) & (s["hq"] < 1)).mean()
-        assert soft < ((s["default"] > 0.02) & (s["default"] < 0.98)).mean(), pid  # no wide grey ramps left
+        # the decision alone changes every mask: most of the default's grey pixels become 0 or 1
+        grey = (s["default"] > 0.1) & (s["default"] < 0.9)
+        changed = np.abs(s["hq"] - s["default"]) > 0.1
+        assert changed.sum() >= 0.5 * grey.sum() > 0, (pid, changed.sum(), grey.sum())
+        assert ((s["hq"] > 0.1) & (s["hq"] < 0.9)).sum() < 0.5 * grey.sum(), pid  # no wide grey ramps left
         f, d = figures[pid]["hq"], figures[pid]["default"]
         assert f["mae"] <= d["mae"] + 0.002 and f["iou"] >= d["iou"] - 0.01 and f["edge"] <= d["edge"], (pid, f, d)
         passes = s["info"]["timings"]["second_pass_ms"]
