@@ -14,12 +14,12 @@ rows in perf/results/EXPERIMENTS.md) decide what this does:
   exactly, so it is skipped.
 
 * **A soft prediction is a probability, not an alpha.** IS-Net was trained on binary masks:
-  its grey levels say "unsure", not "half transparent", so a 6-pixel grey ramp around every
-  edge (wider on large photos, where the 1024-pixel prediction is stretched) is a halo that
-  lets the old background show. The decision that minimises the expected absolute error of
-  a binary truth is a threshold; where the prediction's histogram has a fuzzy second mode (a
-  low-confidence subject), Otsu's threshold separates the modes better than a fixed 0.5
-  (it lies in 0.36..0.50 on the eval photos). The edge is then drawn at sub-pixel precision
+  its grey levels say "unsure", not "half transparent", so the grey ramp several pixels wide
+  around every edge (wider on large photos, where the 1024-pixel prediction is stretched) is a
+  halo that lets the old background show. The decision that minimises the expected absolute
+  error of a binary truth is a threshold; where the prediction's histogram has a fuzzy second
+  mode (a low-confidence subject), Otsu's threshold separates the modes better than a fixed
+  0.5 (it lies in 0.36..0.50 on the eval photos). The edge is then drawn at sub-pixel precision
   and anti-aliased over one output pixel: ``alpha = 0.5 + (p - t) / |grad p|`` is the signed
   distance to the ``p = t`` contour in output pixels, clipped to 0..1, as signed-distance
   font rendering does.
