@@ -92,6 +92,7 @@ def main() -> int:
     Variant = tuple[int, Callable[[dict, np.ndarray], np.ndarray]]
     variants: dict[str, Variant] = {
         "default (RMBG-1.4 recipe, soft)": (1, lambda v, rgb: v["full"]),
+        "mirrored input alone (soft)": (1, lambda v, rgb: v["flip"]),
         "flip average (soft)": (2, lambda v, rgb: mean(v["full"], v["flip"])),
         "input resized with Lanczos instead of bilinear (soft)": (1, lambda v, rgb: v["lanczos"]),
         "input letterboxed, aspect kept (soft)": (1, lambda v, rgb: v["letterbox"]),
@@ -196,7 +197,7 @@ def main() -> int:
     report = {"command": " ".join(["python", *sys.argv]), "machine": machine, "images": len(pairs),
               "engine": {"file": engine_path.name, "precision": args.precision, "class": type(engine).__name__},
               "variants": results, "leave_one_category_out_margin": loco,
-              "per_image": {"default": default, "kept": figures[list(variants)[-1]]}}
+              "per_image": figures}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     width = max(len(n) for n in results)
