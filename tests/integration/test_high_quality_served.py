@@ -90,15 +90,16 @@ def test_a_failing_second_pass_fails_only_its_request(model_repository, tmp_path
     """A repository whose postprocess sends the engine pixels it does not take (uint8, as for
     gpu-torch, to a float32 engine): highQuality requests fail with a message naming the second
     pass and the engine's own reason; every other request is served."""
+    from rmbg_backend.families import family
+    from rmbg_export.configs import RepositorySettings, parse, postprocess_config, render
     from rmbg_server.launcher import ServerConfig, TritonServer
 
     repo = tmp_path / "repo"
     shutil.copytree(model_repository, repo, ignore=shutil.ignore_patterns("*birefnet*"))
     config = repo / "postprocess_isnet" / "config.pbtxt"
-    text = config.read_text()
-    assert 'key: "model_input" value: { string_value: "float32" }' in text
-    config.write_text(text.replace('key: "model_input" value: { string_value: "float32" }',
-                                   'key: "model_input" value: { string_value: "uint8" }'))
+    assert parse(config.read_text()).parameters["model_input"].string_value == "float32"
+    config.write_text(render(postprocess_config(family("isnet").spec(), RepositorySettings(target="gpu-torch"))))
+    assert parse(config.read_text()).parameters["model_input"].string_value == "uint8"
     data = next(p for p in pairs if p.id == "ecssd_0151").image.read_bytes()
     with TritonServer(ServerConfig.on_free_ports(repo), log_file=tmp_path / "triton.log") as server:
         client = RmbgClient(server.grpc_url, retries=0)
