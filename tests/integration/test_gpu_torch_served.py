@@ -79,8 +79,13 @@ def test_served_masks_equal_the_engine_run_directly(torch_server, torch_reposito
 
 
 def test_the_engine_sees_uint8_pixels_and_the_stub_imported_torch(torch_server, torch_repository):
-    config = (torch_repository / "isnet" / "config.pbtxt").read_text()
-    assert 'name: "input" data_type: TYPE_UINT8' in config and "KIND_CPU" in config
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    from rmbg_export.configs import parse
+
+    config = parse((torch_repository / "isnet" / "config.pbtxt").read_text())
+    assert config.input[0].name == "input" and config.input[0].data_type == mc.TYPE_UINT8
+    assert config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
     log = torch_server.log_file.read_text(errors="replace")
     loads = re.findall(r"gpu-torch (\S+) (\S+) on cpu \(none\) loaded in ([0-9.]+) s", log)
     assert sorted((v, p) for v, p, _ in loads) == [("birefnet-tiny", "bf16"), ("isnet-tiny", "f32")]
@@ -93,7 +98,6 @@ def test_a_bad_image_fails_alone(torch_server, small_jpeg):
     results = dict(client.remove_many([("bad", b"not an image"), ("good", small_jpeg)], concurrency=2))
     assert isinstance(results["bad"], Exception) and "IMAGE" in str(results["bad"])
     assert not isinstance(results["good"], Exception)
-
 
 
 @pytest.fixture(scope="module")
