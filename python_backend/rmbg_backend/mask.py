@@ -16,6 +16,26 @@ from rmbg_backend.resize import resize_bilinear
 NO_CONTRAST_RANGE = 0.1
 
 
+def _scaled(pred: np.ndarray, height: int, width: int, normalization: str, top: float) -> np.ndarray | None:
+    """The prediction resized to ``height`` x ``width`` and mapped to 0..``top`` (float32, a new array);
+    None when a min-max prediction has no contrast (see NO_CONTRAST_RANGE)."""
+    src = np.asarray(pred, dtype=np.float32).reshape(pred.shape[-2], pred.shape[-1])
+    m = resize_bilinear(src, height, width)
+    if m is src:  # same size: never scale the caller's array in place
+        m = src.copy()
+    if normalization == "minmax":
+        lo, hi = float(m.min()), float(m.max())
+        if not hi - lo >= NO_CONTRAST_RANGE:  # also catches NaN
+            return None
+        m -= lo
+        m *= np.float32(top / (hi - lo))
+    else:
+        np.clip(m, 0.0, 1.0, out=m)
+        if top != 1.0:
+            m *= np.float32(top)
+    return m
+
+
 def mask_to_alpha(pred: np.ndarray, height: int, width: int, normalization: str) -> np.ndarray:
     """Resize the prediction to ``height`` x ``width`` then map it to uint8.
 
@@ -25,21 +45,17 @@ def mask_to_alpha(pred: np.ndarray, height: int, width: int, normalization: str)
     Predictions used as they are (``none``, BiRefNet's sigmoid) are only clipped: they carry
     no noise amplification. Works in place on one float32 plane of the output size.
     """
-    src = np.asarray(pred, dtype=np.float32).reshape(pred.shape[-2], pred.shape[-1])
-    m = resize_bilinear(src, height, width)
-    if m is src:  # same size: never scale the caller's array in place
-        m = src.copy()
-    if normalization == "minmax":
-        lo, hi = float(m.min()), float(m.max())
-        if not hi - lo >= NO_CONTRAST_RANGE:  # also catches NaN
-            return np.zeros((height, width), np.uint8)
-        m -= lo
-        m *= np.float32(255.0 / (hi - lo))
-    else:
-        np.clip(m, 0.0, 1.0, out=m)
-        m *= np.float32(255.0)
+    m = _scaled(pred, height, width, normalization, 255.0)
+    if m is None:
+        return np.zeros((height, width), np.uint8)
     m += np.float32(0.5)
     return np.clip(m, 0, 255, out=m).astype(np.uint8)
+
+
+def mask_to_probability(pred: np.ndarray, height: int, width: int, normalization: str) -> np.ndarray | None:
+    """The same mapping as ``mask_to_alpha`` kept in float32 0..1, for steps that combine
+    predictions before deciding (``high_quality``); None where ``mask_to_alpha`` gives an empty mask."""
+    return _scaled(pred, height, width, normalization, 1.0)
 
 
 _OPEN_KERNEL = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))

@@ -45,6 +45,8 @@ class Options:
     refineForeground: bool = False
     roi: tuple[int | str, int | str, int | str, int | str] | None = None  # where the subject may be: px or "N%"
     maxPixels: int | None = None  # the result's pixel cap (remove.bg's size=preview: 250000), downscaled to fit
+    # a second engine pass on the subject's crop and an anti-aliased decision (high_quality.py)
+    highQuality: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,7 +79,7 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
     "alphaMattingErodeSize": (1, 255),
 }
 _BOOLS = ("returnOnlyMask", "alphaMatting", "postProcessMask", "preserveAlpha", "crop", "shadow",
-          "refineForeground")
+          "refineForeground", "highQuality")
 # Output shaping: numbers, pairs and the two forms of cropMargin and position (see _shaping_values).
 _FLOAT_RANGES: dict[str, tuple[float, float]] = {"shadowOpacity": (0.0, 1.0), "shadowBlur": (0.0, 500.0)}
 MAX_CANVAS_SIDE = 65_500  # the largest any output format holds (JPEG); a deployment's Limits are lower

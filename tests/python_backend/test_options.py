@@ -149,3 +149,12 @@ def test_to_json_renders_only_what_differs_and_parses_back():
     assert json.loads(opts.to_json()) == {"outputFormat": "WEBP", "rgba": [1, 2, 3, 4], "crop": True,
                                           "cropMargin": "10%", "position": [50.0, 100.0]}
     assert parse_options(opts.to_json()) == opts and parse_options(Options().to_json()) == Options()
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None, [True]])
+def test_high_quality_is_a_strict_bool(value):
+    assert parse_options(b'{"highQuality": true}').highQuality is True
+    assert parse_options(b"{}").highQuality is False
+    with pytest.raises(RequestError) as info:
+        parse_options(json.dumps({"highQuality": value}))
+    assert info.value.field == "highQuality" and "must be true or false" in str(info.value)

@@ -252,3 +252,9 @@ def test_a_canvas_compares_the_result_with_the_input_placed_alike(page, gateway,
     assert np.array_equal(shown[placed][:, :3], framed[placed][:, :3]) and (shown[placed][:, 3] == 255).all()
     assert (shown[~placed][:, 3] == 0).all()
     assert np.array_equal(np.asarray(result), framed)  # a transparent PNG result is its own framing
+
+
+def test_high_quality_checkbox_sets_the_option(page):
+    assert "highQuality" not in page.execute_script("return buildSettings();")
+    page.find_element("id", "highQuality").click()
+    assert page.execute_script("return buildSettings();")["highQuality"] is True
