@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
 
 from fastapi import Request
 from PIL import ImageColor
@@ -123,8 +122,8 @@ def known_only(params: Params, accepted: set[str]) -> None:
                                 code="unsupportedParameter", parameter=unknown[0][:60])
 
 
-def one_image(params: Params, file: str, others: tuple[str, ...], what: str = "image") -> str | bytes:
-    """Exactly one image source: an uploaded file, or one of ``others`` (base64, URL)."""
+def one_image(params: Params, file: str, others: tuple[str, ...], what: str = "image") -> tuple[str, str | bytes]:
+    """Exactly one image source: an uploaded file, or one of ``others`` (base64, URL): (its name, its value)."""
     given = [n for n in (file, *others) if n in params.files or params.fields.get(n)]
     if not given:
         raise InvalidInputError(f"is required: send the {what} as {' or '.join((file, *others))}",
@@ -132,8 +131,5 @@ def one_image(params: Params, file: str, others: tuple[str, ...], what: str = "i
     if len(given) > 1:
         raise InvalidInputError(f"give one {what} source, got {', '.join(given)}", parameter=given[1])
     name = given[0]
-    return params.files[name] if name in params.files else str(params.fields[name])
+    return name, params.files[name] if name in params.files else str(params.fields[name])
 
-
-def value_of(raw: Any) -> Any:
-    return raw

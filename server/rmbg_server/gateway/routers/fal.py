@@ -24,7 +24,7 @@ from rmbg_hosted.inputs import to_data_uri
 from rmbg_server.gateway.jobs import Job
 from rmbg_server.gateway.ports import GatewayPorts
 from rmbg_server.gateway.responses import BlobJSONResponse, error_response
-from rmbg_server.gateway.state import gateway
+from rmbg_server.gateway.state import gateway, ports_of
 
 PREFIX = "/fal-ai/bria/background"
 QUEUE_PREFIX = "/queue/fal-ai/bria/background"
@@ -146,10 +146,6 @@ def ignored(body: FalRemoveRequest | FalReplaceRequest) -> dict[str, str]:
     """The generation-only fields a replace request carried beside its reference image, for X-Rmbg-Ignored."""
     names = [f for f in GENERATIVE if f in body.model_fields_set] if isinstance(body, FalReplaceRequest) else []
     return {"X-Rmbg-Ignored": ", ".join(names)} if names else {}
-
-
-def ports_of(request: Request) -> GatewayPorts:
-    return GatewayPorts(gateway(request), request.scope.get("state", {}).get("tenant"))
 
 
 async def run_now(request: Request, operation: str, body: FalRemoveRequest | FalReplaceRequest) -> Response:
