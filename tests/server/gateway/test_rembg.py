@@ -27,7 +27,8 @@ def test_get_with_a_url_and_post_with_a_file(gateway, images, http_server, small
     mask = opened(by_file.content)
     assert mask.mode == "L" and mask.size == size and set(np.unique(np.asarray(mask))) <= {0, 255}
     coloured = opened(gateway.request("POST", "/api/remove?bgc=0,0,255,255", files={"file": ("x.jpg", small_jpeg)},
-                                      data={"a": "true", "af": "240", "ab": "10", "ae": "10"}).content)
+                                      data={"a": "true", "af": "240", "ab": "10", "ae": "10",
+                                            "model": "isnet-general-use"}).content)
     top_row = np.asarray(coloured)[0, :, :3]
     assert (top_row == [0, 0, 255]).all(axis=1).mean() > 0.5  # the background is bgc's blue
 
