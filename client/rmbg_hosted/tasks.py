@@ -235,12 +235,20 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+# What a required field must hold, for the message that says it is missing.
+REQUIRED = {"taskUUID": "a UUID v4 such as 'cdc8c516-310a-4646-b983-9cd3ec6993e4'",
+            "inputs.image": "an http(s) URL, a data URI or base64", "inputImage": "an http(s) URL, a data URI or base64",
+            "image": "a data URI, base64 or an http(s) URL"}
+
+
 def _from_validation(exc: ValidationError) -> InvalidInputError:
     err = exc.errors(include_url=False)[0]
     where = ".".join(str(p) for p in err["loc"]) or None
     kind = err["type"]
-    if kind == "missing":
-        return InvalidInputError("is required", code="missingParameter", parameter=where)
+    if kind == "missing" or (err.get("input") is None and kind.endswith("_type")):
+        what = REQUIRED.get(where or "", err["msg"].removeprefix("Input should be ").rstrip("."))
+        got = ", got null" if kind != "missing" else ""
+        return InvalidInputError(f"is required: {what}{got}", code="missingParameter", parameter=where)
     if kind == "extra_forbidden":
         return InvalidInputError("unknown parameter (check its spelling and nesting)", code="unsupportedParameter",
                                  parameter=where)
