@@ -237,7 +237,8 @@ def _short(value: Any) -> str:
 
 # What a required field must hold, for the message that says it is missing.
 REQUIRED = {"taskUUID": "a UUID v4 such as 'cdc8c516-310a-4646-b983-9cd3ec6993e4'",
-            "inputs.image": "an http(s) URL, a data URI or base64", "inputImage": "an http(s) URL, a data URI or base64",
+            "inputs.image": "an http(s) URL, a data URI or base64",
+            "inputImage": "an http(s) URL, a data URI or base64",
             "image": "a data URI, base64 or an http(s) URL"}
 
 

@@ -122,6 +122,14 @@ def known_only(params: Params, accepted: set[str]) -> None:
                                 code="unsupportedParameter", parameter=unknown[0][:60])
 
 
+def uploaded(params: Params, name: str) -> bytes:
+    """The file sent as multipart field ``name``; without it the error names that field."""
+    if name not in params.files:
+        raise InvalidInputError(f"is required: the image as multipart field {name}", code="missingParameter",
+                                parameter=name)
+    return params.files[name]
+
+
 def one_image(params: Params, file: str, others: tuple[str, ...], what: str = "image") -> tuple[str, str | bytes]:
     """Exactly one image source: an uploaded file, or one of ``others`` (base64, URL): (its name, its value)."""
     given = [n for n in (file, *others) if n in params.files or params.fields.get(n)]

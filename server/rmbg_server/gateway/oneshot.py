@@ -8,7 +8,14 @@ from fastapi import Request
 
 from rmbg_hosted.errors import RmbgError
 from rmbg_hosted.flow import Output, Removal, run_task
+from rmbg_server.gateway import forms
 from rmbg_server.gateway.state import gateway, ports_of
+
+
+async def read_params(request: Request, *, json_body: bool = True) -> forms.Params:
+    """The request's parameters, files held to this gateway's image-size limit."""
+    return await forms.read_params(request, max_file_bytes=gateway(request).settings.max_image_bytes,
+                                   json_body=json_body)
 
 
 async def remove_now(request: Request, removal: Removal, protocol: str) -> Output:

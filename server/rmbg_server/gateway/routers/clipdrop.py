@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from rmbg_hosted.errors import InvalidInputError, RmbgError
 from rmbg_hosted.flow import Fields, Removal, options_named
 from rmbg_server.gateway import forms
-from rmbg_server.gateway.oneshot import remove_now
+from rmbg_server.gateway.oneshot import read_params, remove_now
 from rmbg_server.gateway.responses import error_response
 from rmbg_server.gateway.state import gateway
 
@@ -56,14 +56,11 @@ def options_of(p: forms.Params, accept: str) -> dict[str, Any]:
 async def remove_background(request: Request) -> Response:
     gw = gateway(request)
     try:
-        params = await forms.read_params(request, max_file_bytes=gw.settings.max_image_bytes, json_body=False)
+        params = await read_params(request, json_body=False)
         forms.known_only(params, {"image_file", "transparency_handling"})
-        if "image_file" not in params.files:
-            raise InvalidInputError("is required: the image as multipart field image_file", code="missingParameter",
-                                    parameter="image_file")
         options = options_named(options_of(params, request.headers.get("accept", "")), FIELDS)
-        output = await remove_now(request, Removal(model=MODEL, image=params.files["image_file"], options=options,
-                                                   fields=FIELDS), PROTOCOL)
+        image = forms.uploaded(params, "image_file")
+        output = await remove_now(request, Removal(model=MODEL, image=image, options=options, fields=FIELDS), PROTOCOL)
     except RmbgError as exc:
         return render_error(exc)
     headers = {"x-credits-consumed": f"{gw.settings.cost_per_image:g}"}

@@ -22,7 +22,7 @@ from rmbg_hosted.errors import InvalidInputError, RmbgError
 from rmbg_hosted.flow import Fields, Removal, options_named
 from rmbg_hosted.inputs import to_base64
 from rmbg_server.gateway import forms
-from rmbg_server.gateway.oneshot import remove_now
+from rmbg_server.gateway.oneshot import read_params, remove_now
 from rmbg_server.gateway.responses import BlobJSONResponse, error_response
 from rmbg_server.gateway.state import gateway
 
@@ -79,9 +79,8 @@ def options_of(p: forms.Params) -> tuple[dict[str, Any], str]:
 
 @router.post(EDITS, summary="Remove the background (OpenAI images.edit): b64_json or a hosted url")
 async def edits(request: Request) -> Response:
-    gw = gateway(request)
     try:
-        params = await forms.read_params(request, max_file_bytes=gw.settings.max_image_bytes, json_body=False)
+        params = await read_params(request, json_body=False)
         images = [n for n in ("image", "image[]") if n in params.files]
         if len(images) != 1:
             raise InvalidInputError("is required: one image file", code="missingParameter", parameter="image")

@@ -23,9 +23,8 @@ from fastapi.responses import JSONResponse, Response
 from rmbg_hosted.errors import InvalidInputError, RmbgError
 from rmbg_hosted.flow import Fields, Removal, options_named
 from rmbg_server.gateway import forms
-from rmbg_server.gateway.oneshot import remove_now
+from rmbg_server.gateway.oneshot import read_params, remove_now
 from rmbg_server.gateway.responses import error_response, status_of
-from rmbg_server.gateway.state import gateway
 
 V1, V2 = "/v1/segment", "/v2/edit"
 PROTOCOL = "photoroom"
@@ -138,23 +137,18 @@ async def _answer(request: Request, removal: Removal) -> Response:
 @router.post(V1, summary="Remove the background (Photoroom Remove Background API)",
              responses={200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}}}})
 async def segment(request: Request) -> Response:
-    gw = gateway(request)
     try:
-        params = await forms.read_params(request, max_file_bytes=gw.settings.max_image_bytes, json_body=False)
-        if "image_file" not in params.files:
-            raise InvalidInputError("is required: the image as multipart field image_file", code="missingParameter",
-                                    parameter="image_file")
+        params = await read_params(request, json_body=False)
         options = options_named(v1_options(params), V1_FIELDS)
-        return await _answer(request, Removal(model=MODEL, image=params.files["image_file"], options=options,
-                                              fields=V1_FIELDS))
+        image = forms.uploaded(params, "image_file")
+        return await _answer(request, Removal(model=MODEL, image=image, options=options, fields=V1_FIELDS))
     except RmbgError as exc:
         return render_error(exc)
 
 
 async def _edit(request: Request) -> Response:
-    gw = gateway(request)
     try:
-        params = await forms.read_params(request, max_file_bytes=gw.settings.max_image_bytes, json_body=False)
+        params = await read_params(request, json_body=False)
         options = options_named(v2_options(params), V2_FIELDS)
         image_field, image = forms.one_image(params, "imageFile", ("imageUrl",))
         background_field, background = V2_FIELDS.background, None

@@ -17,9 +17,8 @@ from fastapi.responses import JSONResponse, Response
 from rmbg_hosted.errors import InvalidInputError, RmbgError
 from rmbg_hosted.flow import Fields, Removal, options_named
 from rmbg_server.gateway import forms
-from rmbg_server.gateway.oneshot import remove_now
+from rmbg_server.gateway.oneshot import read_params, remove_now
 from rmbg_server.gateway.responses import error_response
-from rmbg_server.gateway.state import gateway
 
 PATH = "/api/remove"
 PROTOCOL = "rembg"
@@ -91,9 +90,8 @@ async def answer(request: Request, removal: Removal) -> Response:
 @router.get(PATH, summary="Remove the background of the image at ?url= (rembg's server)",
             responses={200: {"content": {"image/png": {}}}})
 async def remove_url(request: Request) -> Response:
-    gw = gateway(request)
     try:
-        params = await forms.read_params(request, max_file_bytes=gw.settings.max_image_bytes)
+        params = await read_params(request)
         if not params.get("url"):
             raise InvalidInputError("is required: the image's http(s) URL", code="missingParameter", parameter="url")
         return await answer(request, removal_of(params, str(params.get("url"))))
@@ -104,12 +102,8 @@ async def remove_url(request: Request) -> Response:
 @router.post(PATH, summary="Remove the background of the uploaded file (rembg's server)",
              responses={200: {"content": {"image/png": {}}}})
 async def remove_file(request: Request) -> Response:
-    gw = gateway(request)
     try:
-        params = await forms.read_params(request, max_file_bytes=gw.settings.max_image_bytes, json_body=False)
-        if "file" not in params.files:
-            raise InvalidInputError("is required: the image as multipart field file", code="missingParameter",
-                                    parameter="file")
-        return await answer(request, removal_of(params, params.files["file"]))
+        params = await read_params(request, json_body=False)
+        return await answer(request, removal_of(params, forms.uploaded(params, "file")))
     except RmbgError as exc:
         return render_error(exc)

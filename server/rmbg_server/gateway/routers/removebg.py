@@ -24,7 +24,7 @@ from rmbg_hosted.errors import InvalidInputError, RmbgError
 from rmbg_hosted.flow import Fields, Output, Removal, options_named
 from rmbg_hosted.inputs import to_base64
 from rmbg_server.gateway import forms
-from rmbg_server.gateway.oneshot import remove_now
+from rmbg_server.gateway.oneshot import read_params, remove_now
 from rmbg_server.gateway.responses import error_response
 from rmbg_server.gateway.state import gateway
 
@@ -166,7 +166,7 @@ def headers_of(output: Output, kind: str, credits: float) -> dict[str, str]:
 async def removebg(request: Request) -> Response:
     gw = gateway(request)
     try:
-        params = await forms.read_params(request, max_file_bytes=gw.settings.max_image_bytes)
+        params = await read_params(request)
         forms.known_only(params, ACCEPTED)
         removal, fmt, kind = removal_of(params)
         output = await remove_now(request, removal, PROTOCOL)
