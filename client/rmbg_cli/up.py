@@ -72,7 +72,8 @@ def run(a: argparse.Namespace) -> int:
         a.log_file = checked.data_dir / "triton.log"
         a.log_file.parent.mkdir(parents=True, exist_ok=True)
     try:
-        triton, watchdog = serve.start_triton(a, "127.0.0.1")  # Triton stays private: the gateway is the door
+        # Triton stays private: the gateway is the door (its port is checked with Triton's, before either starts)
+        triton, watchdog = serve.start_triton(a, "127.0.0.1", also_free=[(checked.host, checked.port, "--port")])
     except launcher.LaunchError as exc:
         print(f"rmbg up: {exc}", file=sys.stderr)
         return EXIT_FAILED
