@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -15,7 +16,7 @@ import httpx
 import pytest
 
 from rmbg_server.launcher import free_port, port_in_use
-from tests.harness.processes import alive, cmdline, descendants, mentioning, wait_gone
+from tests.harness.processes import alive, as_another_user, cmdline, descendants, mentioning, wait_gone
 from tests.server.gateway.conftest import hosted_examples, relocate
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
@@ -125,3 +126,18 @@ def test_a_busy_gateway_port_is_refused_before_triton_starts(own_repository, tmp
     assert "--http-port" not in result.stderr
     assert not (tmp_path / "data" / "triton.log").exists(), "Triton was started"
     assert not mentioning(str(own_repository))
+
+
+def test_an_api_key_given_as_a_flag_does_not_show(own_repository, tmp_path):
+    """Before: `ps` showed `rmbg up ... --api-key KEY` to every local user."""
+    key = secrets.token_hex(16)
+    process = subprocess.Popen([*_up(own_repository, [free_port() for _ in range(4)], tmp_path), "--api-key", key],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        assert any(line.startswith("Ctrl-C to stop") for line in iter(process.stdout.readline, ""))
+        seen = as_another_user("cat", f"/proc/{process.pid}/cmdline")
+        assert seen.returncode == 0 and key.encode() not in seen.stdout
+        assert b"\0--api-key\0<hidden>\0" in seen.stdout
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0

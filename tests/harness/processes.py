@@ -6,6 +6,9 @@ by parent or by a path only they use (their model repository), never by a progra
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -83,3 +86,11 @@ def wait_for(pid: int, predicate, timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"no {what} within {timeout:.0f} s")
         time.sleep(0.05)
+
+
+def as_another_user(*cmd: str) -> subprocess.CompletedProcess:
+    """Run ``cmd`` as user nobody when we are root (the test machine), else as ourselves: what any local
+    user sees (``ps``, ``/proc/PID/cmdline``)."""
+    if os.geteuid() == 0 and shutil.which("setpriv"):
+        cmd = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd)
+    return subprocess.run(cmd, capture_output=True, timeout=30)
