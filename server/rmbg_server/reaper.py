@@ -4,9 +4,9 @@ tritonserver runs in a process group of its own, its Python-backend stubs with i
 meant for the launcher does not cut it off mid-request; but then nothing stops it when the launcher
 dies without stopping it: it kept its ports and served on. ``watch`` starts this module as a small
 process beside it, which polls its parent; once the launcher is gone it stops the group as the
-launcher would (SIGTERM: Triton drains and stops its stubs), and kills whatever is left (a stub still
-initialising ignores SIGTERM and outlives a server stopped during start-up: measured, see
-tests/server/test_orphans.py).
+launcher would (SIGTERM: Triton drains and stops its stubs), and kills whatever is left (a stub stopped
+in its first moments ignores SIGTERM and outlived its server: measured; tests/cli/test_serve.py). It
+leaves by itself once the group is gone (its leader reaped), and ``TritonServer.stop`` ends it.
 
 Why not PR_SET_PDEATHSIG on tritonserver: Linux sends that signal when the launcher *thread* that
 started the server ends (a server started from a thread pool would die with the pool), and it
