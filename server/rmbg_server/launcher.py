@@ -186,8 +186,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 def port_in_use(host: str, port: int) -> bool:
     """Whether something listens on ``host:port``: a bind as our servers make it (SO_REUSEADDR) fails.
 
-    Without this check a second server started on the ports of a running one answered "ready" with the
-    other one's voice, and gRPC (which binds with SO_REUSEPORT) even shared the port with it.
+    Without this check a second server started on the ports of a running one took the running one's
+    "ready" for its own, and its stubs outlived the start that failed after it.
     """
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,

@@ -69,7 +69,8 @@ def watch(group: int, stderr: IO[bytes] | None = None) -> subprocess.Popen:
 
     It runs in a session of its own, so a signal sent to the launcher's process group spares it.
     """
-    return subprocess.Popen([sys.executable, "-m", "rmbg_server.reaper", str(group), str(os.getpid())],
+    # -P: the working directory never shadows the package
+    return subprocess.Popen([sys.executable, "-P", "-m", "rmbg_server.reaper", str(group), str(os.getpid())],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=stderr if stderr is not None else subprocess.DEVNULL, start_new_session=True)
 
