@@ -147,7 +147,7 @@ def hide_own_arguments(secrets: Iterable[str | None]) -> bool:
     other users (``ps``, ``/proc/PID/cmdline``); ``sys.argv`` is unchanged. Where this cannot be done
     it logs a warning that says so and returns False.
     """
-    wanted = [s.encode() for s in secrets if s]
+    wanted = [os.fsencode(s) for s in secrets if s]  # as the kernel holds arguments
     if not wanted:
         return True
     try:
