@@ -58,6 +58,8 @@ def serve(settings, *, install_signal_handlers: bool = True):
 
 
 def run(a: argparse.Namespace) -> int:
+    from rmbg_server.hidden_args import hide_own_arguments  # secrets given as flags vanish from ps (README)
+    hide_own_arguments([*getattr(a, "api_key", []), getattr(a, "webhook_secret", None)])
     try:
         settings = settings_from(a)
     except ValueError as exc:

@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 from rmbg_cli.exits import EXIT_FAILED, EXIT_OK
@@ -33,32 +34,32 @@ def add_triton_flags(s: argparse.ArgumentParser, *, host: bool = True) -> None:
     s.add_argument("--log-file", type=Path, help="write the server log here (default: the terminal)")
 
 
-def start_server(cfg, log_file: Path | None, command: str = "serve"):
+def start_server(cfg, log_file: Path | None, command: str = "serve",
+                 also_free: Iterable[tuple[str, int, str]] = ()):
     """Triton with the watchdog that reloads crashed stubs; raises LaunchError with what to fix.
 
-    A start that fails or is interrupted (Ctrl-C while waiting for ready) stops the process it began:
-    tritonserver runs in its own session, so nothing else would.
+    Every port must be free before anything starts: Triton's, and ``also_free`` ((host, port, flag), such
+    as ``rmbg up``'s gateway port), so a busy one is a single error naming its flag and nothing is left
+    behind. A start that fails or is interrupted (Ctrl-C while waiting for ready) stops the process it
+    began, and the server ends with this process however it ends (``rmbg_server.reaper``).
     """
     launcher = require("rmbg_server.launcher", "server", command)
     watchdog_mod = require("rmbg_server.watchdog", "server", command)
+    launcher.check_ports_free([*cfg.ports(), *also_free])
     server = launcher.TritonServer(cfg, log_file=log_file)
     log.info("starting Triton (%s) on %s ...", server.install.binary, cfg.host)
-    try:
-        server.start()
-    except BaseException:
-        server.stop()
-        raise
+    server.start()
     assert server.process is not None
     watchdog = watchdog_mod.StubWatchdog(server.process.pid, cfg.model_repository, server.reload)
     watchdog.start()
     return server, watchdog
 
 
-def start_triton(a: argparse.Namespace, host: str):
+def start_triton(a: argparse.Namespace, host: str, also_free: Iterable[tuple[str, int, str]] = ()):
     """``start_server`` on the ports of ``a`` (the flags of ``add_triton_flags``)."""
     launcher = require("rmbg_server.launcher", "server", "serve")
     cfg = launcher.ServerConfig(a.model_repository, host, a.http_port, a.grpc_port, a.metrics_port)
-    return start_server(cfg, a.log_file)
+    return start_server(cfg, a.log_file, also_free=also_free)
 
 
 def ready_models(server) -> list[str]:

@@ -62,6 +62,8 @@ def _interrupt(*_: object) -> None:
 
 
 def run(a: argparse.Namespace) -> int:
+    from rmbg_server.hidden_args import hide_own_arguments  # secrets given as flags vanish from ps (README)
+    hide_own_arguments([*getattr(a, "api_key", []), getattr(a, "webhook_secret", None)])
     launcher = require("rmbg_server.launcher", "server", "up", gateway.GATEWAY_NEEDS)
     try:
         checked = gateway.settings_from(a, triton="127.0.0.1:0")  # flag errors before Triton starts
@@ -72,7 +74,8 @@ def run(a: argparse.Namespace) -> int:
         a.log_file = checked.data_dir / "triton.log"
         a.log_file.parent.mkdir(parents=True, exist_ok=True)
     try:
-        triton, watchdog = serve.start_triton(a, "127.0.0.1")  # Triton stays private: the gateway is the door
+        # Triton stays private: the gateway is the door (its port is checked with Triton's, before either starts)
+        triton, watchdog = serve.start_triton(a, "127.0.0.1", also_free=[(checked.host, checked.port, "--port")])
     except launcher.LaunchError as exc:
         print(f"rmbg up: {exc}", file=sys.stderr)
         return EXIT_FAILED

@@ -97,7 +97,8 @@ def _over_limit(field: str, what: str, limits: Limits) -> RequestError:
     )
 
 
-def _check_size(field: str, width: int, height: int, limits: Limits) -> None:
+def check_size(field: str, width: int, height: int, limits: Limits) -> None:
+    """The pixel limits, for a header's declared size and for PIXELS handed to postprocess alike."""
     if width < 1 or height < 1:
         raise RequestError(field, f"has an empty size {width}x{height}")
     if width > limits.max_side or height > limits.max_side or width * height > limits.max_pixels:
@@ -120,13 +121,13 @@ def _check_webp_header(data: bytes, field: str, limits: Limits) -> None:
         kind, size = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
         body = data[pos + 8:pos + 8 + min(size, 30)]
         if kind == b"VP8X" and len(body) >= 10:
-            _check_size(field, 1 + int.from_bytes(body[4:7], "little"), 1 + int.from_bytes(body[7:10], "little"),
+            check_size(field, 1 + int.from_bytes(body[4:7], "little"), 1 + int.from_bytes(body[7:10], "little"),
                         limits)
         elif kind == b"VP8L" and len(body) >= 5 and body[0] == 0x2F:
             bits = int.from_bytes(body[1:5], "little")
-            _check_size(field, (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1, limits)
+            check_size(field, (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1, limits)
         elif kind == b"VP8 " and len(body) >= 10 and body[3:6] == b"\x9d\x01\x2a":
-            _check_size(field, int.from_bytes(body[6:8], "little") & 0x3FFF,
+            check_size(field, int.from_bytes(body[6:8], "little") & 0x3FFF,
                         int.from_bytes(body[8:10], "little") & 0x3FFF, limits)
         elif kind == b"ANMF":
             frames += 1
@@ -249,12 +250,12 @@ def decode_image(data: bytes, *, field: str = "IMAGE", limits: Limits = Limits()
         try:
             im = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
             fmt = im.format or "image"
-            _check_size(field, *im.size, limits)
+            check_size(field, *im.size, limits)
             frames = _count_frames(im, limits.max_frames)
             if frames > limits.max_frames:
                 raise _frames_over(field, limits, None if im.format in ("GIF", "TIFF") else frames)
             im.load()
-            _check_size(field, *im.size, limits)  # GIF grows to frames larger than its screen
+            check_size(field, *im.size, limits)  # GIF grows to frames larger than its screen
             ImageOps.exif_transpose(im, in_place=True)  # in place: no second full-size copy
             icc = im.info.get("icc_profile")
             rgb, alpha, icc = _pixels(im, icc if isinstance(icc, bytes) and len(icc) <= MAX_ICC_BYTES else None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-IMAGE_FIELDS = ("IMAGE", "BACKGROUND")
+IMAGE_FIELDS = ("IMAGE", "BACKGROUND", "PIXELS")  # PIXELS: the decoded image postprocess is handed
 
 
 class RequestError(ValueError):

@@ -60,17 +60,6 @@ class Options:
         changed = {k: v for k, v in asdict(self).items() if v != getattr(default, k)}
         return json.dumps(changed, separators=(",", ":"))
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Options:
-        """Rebuild options already validated upstream (the step-to-step META hand-off)."""
-        data = dict(data)
-        for key in ("rgba", "outputSize", "shadowOffset", "roi"):
-            if data.get(key) is not None:
-                data[key] = tuple(data[key])
-        if isinstance(data.get("position"), list):
-            data["position"] = tuple(data["position"])
-        return cls(**data)
-
 
 _INT_RANGES: dict[str, tuple[int, int]] = {
     "outputQuality": (20, 99),
@@ -181,6 +170,13 @@ def parse_options(raw: bytes | str | None) -> Options:
     if not isinstance(data, dict):
         kind = "a long integer" if isinstance(data, _LongInteger) else type(data).__name__
         raise RequestError("OPTIONS", f"must be a JSON object, got {kind}")
+    return options_from_mapping(data)
+
+
+def options_from_mapping(data: Mapping[str, Any]) -> Options:
+    """Validate already-parsed OPTIONS: the one check for a client's JSON and for ``Options.to_dict()``
+    travelling inside META between the steps (postprocess trusts nothing it is sent: README, "Limits and
+    security"). ``options_from_mapping(o.to_dict()) == o`` for every valid ``o``."""
     unknown = sorted(set(data) - set(ALLOWED_KEYS))
     if unknown:
         key = unknown[0] if len(unknown[0]) <= 40 else "OPTIONS"

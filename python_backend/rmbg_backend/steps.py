@@ -8,23 +8,23 @@ ensemble's tensor hand-offs), the same on every target.
 
 from __future__ import annotations
 
-import base64
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from rmbg_backend import handoff
 from rmbg_backend.compose import compose
-from rmbg_backend.decode import DecodedImage, Limits, decode_image
-from rmbg_backend.encode import check_output_size, encode
+from rmbg_backend.decode import Limits, decode_image
+from rmbg_backend.encode import encode
 from rmbg_backend.errors import RequestError
 from rmbg_backend.families import ModelSpec
 from rmbg_backend.high_quality import SecondPass, high_quality_alpha
 from rmbg_backend.mask import apply_roi, mask_to_alpha, post_process_mask
-from rmbg_backend.options import Options, parse_options
+from rmbg_backend.options import parse_options
 from rmbg_backend.resize import MODEL_INPUTS, to_engine_input
-from rmbg_backend.shape import cap_pixels, capped_size, foreground_box, shape
+from rmbg_backend.shape import cap_pixels, foreground_box, shape
 from rmbg_backend.shape import check_options as check_shaping
 
 
@@ -52,29 +52,13 @@ def preprocess(image_bytes: bytes, options_raw: bytes | None, spec: ModelSpec,
     check_shaping(options, limits)
     t0 = time.perf_counter()
     image = decode_image(image_bytes, limits=limits)
-    # the result's size, as far as it is known before the model runs (a crop only shrinks it)
-    out_w, out_h = capped_size(*(options.outputSize or (image.width, image.height)), options.maxPixels)
-    check_output_size(options.outputFormat, out_w, out_h)
+    handoff.check_request(options, image.width, image.height, limits)
     decode_ms = _ms(t0)
     t1 = time.perf_counter()
     model_input_array = to_engine_input(image.rgb, spec, model_input)
     pixels = image.rgb if image.alpha is None else np.dstack([image.rgb, image.alpha])
-    meta = {
-        "width": image.width,
-        "height": image.height,
-        "format": image.format,
-        "options": options.to_dict(),
-        "icc": base64.b64encode(image.icc_profile).decode() if image.icc_profile else None,
-        "timings": {"decode_ms": decode_ms, "preprocess_ms": _ms(t1)},
-        "preprocess_end": time.time(),
-    }
+    meta = handoff.meta(image, options, {"decode_ms": decode_ms, "preprocess_ms": _ms(t1)}, time.time())
     return Prepared(model_input_array, np.ascontiguousarray(pixels), meta)
-
-
-def unpack_pixels(pixels: np.ndarray, meta: dict[str, Any]) -> DecodedImage:
-    icc = base64.b64decode(meta["icc"]) if meta.get("icc") else None
-    alpha = np.ascontiguousarray(pixels[:, :, 3]) if pixels.shape[2] == 4 else None
-    return DecodedImage(np.ascontiguousarray(pixels[:, :, :3]), alpha, meta["format"], icc)
 
 
 def postprocess(mask: np.ndarray, pixels: np.ndarray, meta: dict[str, Any], spec: ModelSpec,
@@ -83,15 +67,15 @@ def postprocess(mask: np.ndarray, pixels: np.ndarray, meta: dict[str, Any], spec
                 ) -> tuple[bytes, dict[str, Any]]:
     """Mask -> alpha at the original size -> options -> encoded image and the INFO dict.
 
+    ``pixels`` and ``meta`` are checked first (``handoff.receive``): this step can be called on its own.
     ``second_pass`` runs the engine once more for ``highQuality`` (in Triton, a BLS call to the
     engine model); ``model_input`` is that engine's input kind. INFO's ``second_pass_ms`` is its
     time, queue included, and is not part of ``postprocess_ms``.
     """
     t0 = time.perf_counter()
-    timings = dict(meta["timings"])
-    timings["model_ms"] = round((time.time() - meta["preprocess_end"]) * 1000.0, 3)
-    options = Options.from_dict(meta["options"])
-    image = unpack_pixels(pixels, meta)
+    received = handoff.receive(pixels, meta, limits)
+    image, options, timings = received.image, received.options, received.timings
+    timings["model_ms"] = round((time.time() - received.preprocess_end) * 1000.0, 3)
     background = None
     if background_bytes is not None and not options.returnOnlyMask:
         background = decode_image(background_bytes, field="BACKGROUND", limits=limits)

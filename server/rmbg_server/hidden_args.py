@@ -15,17 +15,26 @@ travels in the environment, and the command line shows a placeholder in its plac
 Nothing else changes for the program. Linux on 64-bit only (x86-64, aarch64: the initial
 stack layout argc, argv[], envp[] is the same); where ptrace is refused (a seccomp profile,
 Yama ptrace_scope 2 or 3) the caller is told and may fall back to a visible argument.
+
+Our own commands take secrets as flags too (``rmbg gateway --api-key KEY``). Python has copied its
+arguments into ``sys.argv`` by the time they are parsed, so ``hide_own_arguments`` overwrites the
+original strings, which ``/proc/PID/cmdline`` reads (between ``arg_start`` and ``arg_end`` of
+``/proc/self/stat``), through ``/proc/self/mem``. They show until the flags are parsed, a fraction
+of a second after the start: files and environment variables never show.
 """
 
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import signal
 import struct
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+
+log = logging.getLogger(__name__)
 
 PLACEHOLDER = "<hidden>"
 _ENV_PREFIX = "RMBG_HIDDEN_ARG_"
@@ -107,3 +116,54 @@ def popen_hiding(cmd: Sequence[str], secret: str, env: Mapping[str, str] | None 
         process.wait()
         raise
     return process
+
+
+def masked_arguments(block: bytes, secrets: Iterable[bytes]) -> bytes:
+    """The NUL-separated argument block with each argument that is a secret (``KEY``) or ends in one
+    (``--flag=KEY``) shown as PLACEHOLDER; never longer than ``block`` (padded with NULs).
+
+    A secret shorter than the placeholder is shown as asterisks of its length when the placeholder
+    does not fit: the block cannot grow.
+    """
+    wanted = {s for s in secrets if s}
+
+    def mask(arg: bytes, shown: bytes | None) -> bytes:
+        if arg in wanted:
+            return shown if shown is not None else b"*" * len(arg)
+        flag, eq, value = arg.partition(b"=")
+        if eq and value in wanted:
+            return flag + eq + (shown if shown is not None else b"*" * len(value))
+        return arg
+
+    for shown in (PLACEHOLDER.encode(), None):
+        out = b"\0".join(mask(arg, shown) for arg in block.split(b"\0"))
+        if len(out) <= len(block):
+            return out + b"\0" * (len(block) - len(out))
+    raise AssertionError("unreachable: asterisks keep the length")
+
+
+def hide_own_arguments(secrets: Iterable[str | None]) -> bool:
+    """Show every command-line argument of this process that is one of ``secrets`` as PLACEHOLDER to
+    other users (``ps``, ``/proc/PID/cmdline``); ``sys.argv`` is unchanged. Where this cannot be done
+    it logs a warning that says so and returns False.
+    """
+    wanted = [os.fsencode(s) for s in secrets if s]  # as the kernel holds arguments
+    if not wanted:
+        return True
+    try:
+        if not sys.platform.startswith("linux"):
+            raise HiddenArgsUnavailable("hiding arguments needs Linux")
+        fields = _stat_fields(os.getpid())
+        start, end = int(fields[45]), int(fields[46])  # arg_start, arg_end (man proc: fields 48 and 49)
+        with open("/proc/self/mem", "r+b", buffering=0) as mem:
+            mem.seek(start)
+            block = mem.read(end - start)
+            masked = masked_arguments(block, wanted)
+            if masked != block:
+                mem.seek(start)
+                mem.write(masked)
+    except (OSError, ValueError, IndexError, HiddenArgsUnavailable) as exc:
+        log.warning("cannot hide secret flags from other local users' process lists (%s); pass them in a file "
+                    "or an environment variable instead", exc)
+        return False
+    return True

@@ -8,6 +8,7 @@ wheel's bundled libraries on LD_LIBRARY_PATH; it links against the system ``libp
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -20,9 +21,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rmbg_server import reaper
 from rmbg_server.hidden_args import HiddenArgsUnavailable, popen_hiding
 from rmbg_server.shm import stub_regions, sweep_orphan_regions
 
@@ -168,11 +171,44 @@ class ServerConfig:
         """Loopback config with three free ports (tests, benchmarks, demos beside a running server)."""
         return cls(model_repository, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(), **kwargs)
 
+    def ports(self) -> list[tuple[str, int, str]]:
+        """(host, port, flag) of each port Triton listens on; the flags are tritonserver's and `rmbg serve`'s."""
+        return [(self.host, self.http_port, "--http-port"), (self.host, self.grpc_port, "--grpc-port"),
+                (self.host, self.metrics_port, "--metrics-port")]
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether something listens on ``host:port``: a bind as our servers make it (SO_REUSEADDR) fails.
+
+    Without this check a second server started on the ports of a running one took the running one's
+    "ready" for its own, and its stubs outlived the start that failed after it.
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror:
+        return False  # the server itself reports a host it cannot resolve
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(address)
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
+
+
+def check_ports_free(ports: Iterable[tuple[str, int, str]]) -> None:
+    """Refuse, before anything starts, ports something already listens on; every busy one is named."""
+    busy = [f"{port} on {host} ({flag})" for host, port, flag in ports if port and port_in_use(host, port)]
+    if busy:
+        raise LaunchError(f"port{'s' if len(busy) > 1 else ''} {', '.join(busy)} already in use (another "
+                          "rmbg serve, rmbg up or Triton?); stop that server or choose free ports with the flags named")
 
 
 def server_command(install: TritonInstall, cfg: ServerConfig) -> list[str]:
@@ -233,6 +269,7 @@ class TritonServer:
         self.install = find_triton()
         self.log_file = log_file
         self.process: subprocess.Popen | None = None
+        self._reaper: subprocess.Popen | None = None
         self._log_handle = None
 
     @property
@@ -244,6 +281,11 @@ class TritonServer:
         return f"{self.cfg.host}:{self.cfg.grpc_port}"
 
     def start(self, timeout: float = 120.0) -> None:
+        """Start and wait until ready; a start that fails or is interrupted stops what it began.
+
+        The server ends with this process however it ends (``rmbg_server.reaper``).
+        """
+        check_ports_free(self.cfg.ports())
         sweep_orphan_regions()  # a server killed earlier on this machine (or pod) left its RAM behind
         cmd = server_command(self.install, self.cfg)
         if self.log_file is not None:
@@ -255,7 +297,12 @@ class TritonServer:
         except HiddenArgsUnavailable as exc:
             log.warning("cannot hide the admin key from other local users' process lists (%s)", exc)
             self.process = subprocess.Popen(cmd, **popen)
-        self.wait_ready(timeout)
+        self._reaper = reaper.watch(self.process.pid, self._log_handle)
+        try:
+            self.wait_ready(timeout)
+        except BaseException:  # Ctrl-C included: a half-started server would hold the ports
+            self.stop()
+            raise
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -266,12 +313,19 @@ class TritonServer:
             try:
                 status, _ = http_json(f"{self.http_url}/v2/health/ready", timeout=2)
                 if status == 200:
+                    self._check_identity()
                     return
             except OSError:
                 pass
             time.sleep(0.25)
-        self.stop()
         raise LaunchError(f"tritonserver not ready after {timeout:.0f} s")
+
+    def _check_identity(self) -> None:
+        """The server that answered is the one started here: only it knows this start's admin key."""
+        status, _ = http_json(f"{self.http_url}/v2/repository/index", method="POST", headers=self._admin())
+        if status != 200:
+            raise LaunchError(f"{self.http_url} answers, but it is another server (HTTP {status} with this start's "
+                              "admin key); stop that server or choose free ports with --http-port")
 
     def _admin(self) -> dict[str, str]:
         return {"admin-key": self.cfg.admin_key}
@@ -302,11 +356,19 @@ class TritonServer:
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+                pass
+        # Whatever is left of its process group: the server after the timeout, or stubs it left behind
+        # (a server stopped during start-up dies at once, and a stub still initialising ignores SIGTERM).
+        reaper.kill_group(self.process.pid)
+        self.process.wait()
+        if self._reaper is not None:
+            self._reaper.kill()
+            self._reaper.wait()
+            self._reaper = None
         sweep_orphan_regions(min_age_s=2.0, known=regions)
         if self._log_handle:
             self._log_handle.close()
+            self._log_handle = None
         return self.process.returncode
 
     def __enter__(self) -> TritonServer:

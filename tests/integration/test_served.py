@@ -6,7 +6,6 @@ import asyncio
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from PIL import Image
 from rmbg_client import AsyncRmbgClient, InvalidInputError, RmbgClient
 from rmbg_server.launcher import http_json
 from rmbg_server.watchdog import stub_processes
+from tests.harness.processes import as_another_user
 
 pytestmark = pytest.mark.triton
 
@@ -175,13 +175,6 @@ def test_info_is_json_and_model_step_dominates(triton, pairs):
     assert sum(t[k] for k in steps if k != "model_ms") < 0.5 * t["model_ms"], t
 
 
-def _as_another_user(*cmd: str) -> subprocess.CompletedProcess:
-    """Run ``cmd`` as user nobody when we are root (the test machine), else as ourselves."""
-    if os.geteuid() == 0 and shutil.which("setpriv"):
-        cmd = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd)
-    return subprocess.run(cmd, capture_output=True, timeout=30)
-
-
 def test_admin_key_is_not_visible_to_other_users(triton):
     """The key opens model load/unload: it must not show in ps or /proc/PID/cmdline, of the
     server or of its stubs, nor in the server's log."""
@@ -189,12 +182,12 @@ def test_admin_key_is_not_visible_to_other_users(triton):
     pids = [triton.process.pid, *stub_processes(triton.process.pid)]
     assert len(pids) >= 4  # the server, and the pre, engine and post stubs at least
     for pid in pids:
-        seen = _as_another_user("cat", f"/proc/{pid}/cmdline")
+        seen = as_another_user("cat", f"/proc/{pid}/cmdline")
         assert seen.returncode == 0 and key not in seen.stdout
-    assert b"admin-key=<hidden>" in _as_another_user("cat", f"/proc/{triton.process.pid}/cmdline").stdout
-    assert key not in _as_another_user("ps", "-eo", "args").stdout
+    assert b"admin-key=<hidden>" in as_another_user("cat", f"/proc/{triton.process.pid}/cmdline").stdout
+    assert key not in as_another_user("ps", "-eo", "args").stdout
     if os.geteuid() == 0:  # the environment, which carries it, is the owner's only
-        assert _as_another_user("cat", f"/proc/{triton.process.pid}/environ").returncode != 0
+        assert as_another_user("cat", f"/proc/{triton.process.pid}/environ").returncode != 0
     assert key not in triton.log_file.read_bytes()
 
 

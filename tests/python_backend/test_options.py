@@ -3,7 +3,7 @@ import json
 import pytest
 
 from rmbg_backend.errors import RequestError
-from rmbg_backend.options import ALLOWED_KEYS, Options, parse_options
+from rmbg_backend.options import ALLOWED_KEYS, Options, options_from_mapping, parse_options
 
 
 def test_empty_and_missing_mean_defaults():
@@ -20,7 +20,7 @@ def test_all_keys_parse_and_normalise():
         b'"postProcessMask":true,"preserveAlpha":true}'
     )
     assert o == Options("JPG", 80, True, (1, 2, 3, 4), True, 200, 20, 5, True, True)
-    assert Options.from_dict(json.loads(json.dumps(o.to_dict()))) == o  # as META travels
+    assert options_from_mapping(json.loads(json.dumps(o.to_dict()))) == o  # as META travels
 
 
 @pytest.mark.parametrize(
@@ -101,7 +101,7 @@ def test_shaping_keys_parse_and_normalise():
     assert o.refineForeground and o.outputFormat == "AUTO"
     assert parse_options(b'{"cropMargin": "12.5%"}').cropMargin == "12.5%"
     assert parse_options(b'{"position": "centre"}').position == "center"
-    assert Options.from_dict(json.loads(json.dumps(o.to_dict()))) == o  # as META travels
+    assert options_from_mapping(json.loads(json.dumps(o.to_dict()))) == o  # as META travels
 
 
 @pytest.mark.parametrize(

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from rmbg_server.launcher import LaunchError, ServerConfig, TritonInstall, TritonServer, check_libpython, server_command
+from rmbg_server.launcher import (
+    LaunchError,
+    ServerConfig,
+    TritonInstall,
+    TritonServer,
+    check_libpython,
+    check_ports_free,
+    free_port,
+    port_in_use,
+    server_command,
+)
 
 
 def test_command_binds_loopback_and_locks_admin_apis(tmp_path):
@@ -49,3 +60,33 @@ def test_missing_libpython_names_the_package(tmp_path):
     tag = f"{sys.version_info.major}.{sys.version_info.minor}"
     assert "libpython9.9.so.1.0 is missing" in str(info.value)
     assert f"apt-get install libpython{tag}" in str(info.value)
+
+
+def test_busy_ports_are_named_with_their_flags(tmp_path):
+    cfg = ServerConfig.on_free_ports(tmp_path)
+    gateway = free_port()
+    with socket.socket() as a, socket.socket() as b:
+        for s, port in ((a, cfg.grpc_port), (b, gateway)):
+            s.bind(("127.0.0.1", port))
+            s.listen()
+        assert port_in_use("127.0.0.1", cfg.grpc_port) and not port_in_use("127.0.0.1", cfg.http_port)
+        with pytest.raises(LaunchError) as info:
+            check_ports_free([*cfg.ports(), ("127.0.0.1", gateway, "--port")])
+    message = str(info.value)
+    assert f"ports {cfg.grpc_port} on 127.0.0.1 (--grpc-port), {gateway} on 127.0.0.1 (--port) already in use" \
+        in message
+    assert "--http-port" not in message and "--metrics-port" not in message
+    check_ports_free([*cfg.ports(), ("127.0.0.1", gateway, "--port")])  # released: all free again
+
+
+def test_a_port_another_process_only_connected_from_is_free():
+    """A client's connection (or one in TIME_WAIT after it) does not make a port busy: servers bind with
+    SO_REUSEADDR, and so does the check."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        with socket.create_connection(server.getsockname()) as client:
+            conn, _ = server.accept()
+            local_port = client.getsockname()[1]
+            conn.close()
+        assert not port_in_use("127.0.0.1", local_port)

@@ -3,12 +3,10 @@
 Copied by `rmbg build-repo` into <repo>/postprocess_<model>/1/model.py.
 """
 
-import json
-
 import triton_python_backend_utils as pb
 
 from rmbg_backend import contract as c
-from rmbg_backend import steps
+from rmbg_backend import handoff, steps
 from rmbg_backend.triton.glue import (
     bytes_input,
     bytes_tensor,
@@ -28,7 +26,7 @@ class TritonPythonModel:
         self.model_input = model_parameters(args).get("model_input", "float32")  # uint8 for gpu-torch
 
     def _handle(self, request):
-        meta = json.loads(bytes_input(pb, request, c.META))
+        meta = handoff.parse_meta(bytes_input(pb, request, c.META))
         data, info = steps.postprocess(
             pb.get_input_tensor_by_name(request, c.ENGINE_OUTPUT).as_numpy()[0],
             pb.get_input_tensor_by_name(request, c.PIXELS).as_numpy()[0],
