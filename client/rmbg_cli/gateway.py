@@ -58,15 +58,16 @@ def serve(settings, *, install_signal_handlers: bool = True):
 
 
 def run(a: argparse.Namespace) -> int:
-    from rmbg_server.hidden_args import hide_own_arguments  # secrets given as flags vanish from ps (README)
-    hide_own_arguments([*getattr(a, "api_key", []), getattr(a, "webhook_secret", None)])
+    from rmbg_server.hidden_args import hide_secret_flags, redacted_url  # secrets vanish from ps (README)
+    hide_secret_flags(a)
     try:
         settings = settings_from(a)
     except ValueError as exc:
         print(f"rmbg gateway: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print(f"gateway: {settings.base_url}  (docs {settings.base_url}/docs, metrics {settings.base_url}/metrics)")
-    print(f"Triton: {', '.join(settings.triton)}; data: {settings.redis or settings.data_dir}; "
+    data = redacted_url(settings.redis) if settings.redis else settings.data_dir
+    print(f"Triton: {', '.join(settings.triton)}; data: {data}; "
           f"API keys: {len(settings.api_keys) or 'none (loopback only)'}", flush=True)
     server = serve(settings)
     server.run()

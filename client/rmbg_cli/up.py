@@ -62,8 +62,8 @@ def _interrupt(*_: object) -> None:
 
 
 def run(a: argparse.Namespace) -> int:
-    from rmbg_server.hidden_args import hide_own_arguments  # secrets given as flags vanish from ps (README)
-    hide_own_arguments([*getattr(a, "api_key", []), getattr(a, "webhook_secret", None)])
+    from rmbg_server.hidden_args import hide_secret_flags  # secrets given as flags vanish from ps (README)
+    hide_secret_flags(a)
     launcher = require("rmbg_server.launcher", "server", "up", gateway.GATEWAY_NEEDS)
     try:
         checked = gateway.settings_from(a, triton="127.0.0.1:0")  # flag errors before Triton starts

@@ -33,6 +33,7 @@ import struct
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
+from urllib.parse import urlsplit, urlunsplit
 
 log = logging.getLogger(__name__)
 
@@ -167,3 +168,28 @@ def hide_own_arguments(secrets: Iterable[str | None]) -> bool:
                     "or an environment variable instead", exc)
         return False
     return True
+
+
+def url_has_password(url: str | None) -> bool:
+    """Whether a URL such as ``--redis redis://:PASSWORD@host:6379/0`` carries a secret."""
+    try:
+        return bool(url) and urlsplit(url).password is not None
+    except ValueError:
+        return False
+
+
+def redacted_url(url: str) -> str:
+    """``url`` fit for a log line or the console: its password shown as ``***``."""
+    if not url_has_password(url):
+        return url
+    parts = urlsplit(url)
+    login = f"{parts.username or ''}:***@"
+    return urlunsplit(parts._replace(netloc=login + parts.netloc.rpartition("@")[2]))
+
+
+def hide_secret_flags(args: object) -> bool:
+    """``hide_own_arguments`` for the flags of ``rmbg gateway`` and ``rmbg up`` that carry secrets:
+    --api-key, --webhook-secret and a --redis URL with a password."""
+    redis = getattr(args, "redis", None)
+    return hide_own_arguments([*(getattr(args, "api_key", None) or []), getattr(args, "webhook_secret", None),
+                               redis if url_has_password(redis) else None])
