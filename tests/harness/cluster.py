@@ -10,6 +10,7 @@ import logging
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -108,9 +109,12 @@ def rmbg_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "rmbg_cli.main"]
 
 
-def http_status(url: str, timeout: float = 2.0) -> int | None:
+def http_status(url: str, timeout: float = 2.0, *, cafile: Path | None = None) -> int | None:
+    """The status ``url`` answers, None when nothing answers; ``cafile`` is the CA an HTTPS server's
+    certificate is checked against (a test CA)."""
+    context = ssl.create_default_context(cafile=str(cafile)) if cafile else None
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:
             return resp.status
     except urllib.error.HTTPError as e:
         return e.code
@@ -126,11 +130,13 @@ def kill9(process: subprocess.Popen) -> None:
 
 
 class GatewayProcess:
-    """``rmbg gateway`` as a real process on a free loopback port, ready once ``/readyz`` answers 200."""
+    """``rmbg gateway`` as a real process on a free loopback port, ready once ``/readyz`` answers 200.
+
+    With ``cafile`` (the CA of the certificate given in ``args`` as ``--tls-cert``) it speaks HTTPS."""
 
     def __init__(self, triton: Sequence[str], data_dir: Path, *, redis_url: str | None = None,
                  port: int | None = None, args: Sequence[str] = (), log_file: Path | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, cafile: Path | None = None) -> None:
         self.triton = list(triton)
         self.data_dir = Path(data_dir)
         self.redis_url = redis_url
@@ -138,11 +144,12 @@ class GatewayProcess:
         self.args = list(args)
         self.log_file = log_file
         self.env = env
+        self.cafile = cafile
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.cafile else 'http'}://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
         cmd = [*rmbg_command(), "gateway", "--host", "127.0.0.1", "--port", str(self.port),
@@ -161,7 +168,7 @@ class GatewayProcess:
             if self.process.poll() is not None:
                 raise LaunchError(f"rmbg gateway exited with code {self.process.returncode} during start-up:\n"
                                   f"{self.log_text()[-3000:]}")
-            if http_status(f"{self.url}{wait_for}") == 200:
+            if http_status(f"{self.url}{wait_for}", cafile=self.cafile) == 200:
                 return self
             time.sleep(0.1)
         self.kill()

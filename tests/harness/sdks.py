@@ -1,0 +1,277 @@
+"""The hosted APIs' official SDKs, installed from their registries at pinned versions, run as real clients.
+
+Each SDK gets its own virtual environment (PyPI) or node folder (npm) under
+``~/.cache/rmbg/sdks/<name>-<version>/`` (``$RMBG_CACHE_DIR`` moves it): installed once, reused
+while its marker file (written last, after a successful install) is there. ``runware-sdk`` and
+``runware`` both install a package named ``runware``, so they could never share one environment.
+
+A test runs a small client script in the SDK's interpreter (``python`` of its venv, ``node`` in its
+folder) as a subprocess with a timeout; the script prints one JSON document on its last stdout line,
+which is what the test asserts on. The subprocess sees only loopback: every client is pointed at
+127.0.0.1 (or a name ``HostMap`` resolves to it), and ``runware-sdk`` always gets a ``taskType``, so
+it never fetches its schemas from the internet.
+
+``TestCA`` makes a test certificate authority and a server certificate with Debian's ``openssl``;
+the SDK processes trust it through ``SSL_CERT_FILE`` (Python) or ``NODE_EXTRA_CA_CERTS`` (Node),
+the one line the README's "Point your SDK here" table adds for TLS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+MARKER = ".rmbg-installed"
+INSTALL_TIMEOUT_S = 600.0
+
+
+def cache_root() -> Path:
+    """``$RMBG_CACHE_DIR/sdks``, else ``$XDG_CACHE_HOME/rmbg/sdks``, else ``~/.cache/rmbg/sdks``: the
+    same root as the weights cache (``rmbg_export.cache``), so one variable moves both."""
+    root = os.environ.get("RMBG_CACHE_DIR")
+    base = Path(root) if root else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rmbg"
+    return base / "sdks"
+
+
+class SdkUnavailable(RuntimeError):
+    """The SDK could not be installed (no registry, no ``npm``): the test fails with this message."""
+
+
+class SdkScriptError(AssertionError):
+    """The client script exited without printing its JSON line: its stderr says why."""
+
+
+@dataclass(frozen=True)
+class Sdk:
+    """One SDK at one pinned version. ``package`` is the registry name; ``requirement`` what is installed."""
+
+    name: str
+    language: Literal["python", "node"]
+    package: str
+    version: str
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.package}=={self.version}" if self.language == "python" else f"{self.package}@{self.version}"
+
+    @property
+    def home(self) -> Path:
+        return cache_root() / f"{self.name}-{self.version}"
+
+    @property
+    def installed(self) -> bool:
+        marker = self.home / MARKER
+        return marker.is_file() and marker.read_text().strip() == self.requirement
+
+    @property
+    def interpreter(self) -> list[str]:
+        if self.language == "python":
+            return [str(self.home / "venv" / "bin" / "python")]
+        node = shutil.which("node")
+        if node is None:
+            raise SdkUnavailable("node is not on PATH (Debian/Ubuntu: apt-get install npm; `make system-deps`)")
+        return [node]
+
+    def install(self) -> Sdk:
+        """Install into ``home`` unless a complete install is there; a half-finished one is removed
+        first, so an interrupted run never leaves an environment that looks ready."""
+        if self.installed:
+            return self
+        if self.home.exists():
+            shutil.rmtree(self.home)
+        self.home.mkdir(parents=True)
+        try:
+            if self.language == "python":
+                _run([sys.executable, "-m", "venv", str(self.home / "venv")], self.home)
+                _run([str(self.home / "venv" / "bin" / "python"), "-m", "pip", "install", "-q",
+                      "--disable-pip-version-check", self.requirement], self.home)
+            else:
+                npm = shutil.which("npm")
+                if npm is None:
+                    raise SdkUnavailable("npm is not on PATH (Debian/Ubuntu: apt-get install npm; "
+                                         "`make system-deps` installs it)")
+                (self.home / "package.json").write_text(json.dumps({"name": f"rmbg-sdk-{self.name}",
+                                                                    "private": True, "version": "0.0.0"}))
+                _run([npm, "install", "--no-audit", "--no-fund", "--save-exact", self.requirement], self.home)
+        except BaseException:
+            shutil.rmtree(self.home, ignore_errors=True)
+            raise
+        (self.home / MARKER).write_text(self.requirement + "\n")
+        return self
+
+    def source(self, relative: str) -> Path:
+        """A file of the installed SDK (for the tests that read a wire fact from its source)."""
+        if self.language == "python":
+            site = next((self.home / "venv" / "lib").glob("python3*/site-packages"))
+            return site / relative
+        return self.home / "node_modules" / relative
+
+    def run(self, script: str, *, args: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
+            timeout: float = 120.0, path: Sequence[Path] = ()) -> Any:
+        """Run ``script`` (Python source, or an ES module for Node) in this SDK's interpreter and return
+        the JSON document its last stdout line holds. ``args`` reach the script as JSON in ``RMBG_ARGS``.
+
+        The environment is minimal and explicit (no proxy variables, no key of the host's shell):
+        ``HOME`` inside the SDK's folder, so no user configuration of the SDK is read either."""
+        self.install()
+        scripts = self.home / "scripts"
+        scripts.mkdir(exist_ok=True)
+        suffix = ".py" if self.language == "python" else ".mjs"
+        file = scripts / f"{os.getpid()}-{time.monotonic_ns()}{suffix}"
+        file.write_text(textwrap.dedent(script))
+        child_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.home),
+                     "LANG": "C.UTF-8", "RMBG_ARGS": json.dumps(dict(args or {})),
+                     "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
+        if path:
+            child_env["PYTHONPATH"] = os.pathsep.join(str(p) for p in path)
+        try:
+            done = subprocess.run([*self.interpreter, str(file)], cwd=self.home, env=child_env,
+                                  capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            raise SdkScriptError(f"{self.requirement}: the client script ran past {timeout:.0f} s\n"
+                                 f"stdout:\n{_text(e.stdout)[-3000:]}\nstderr:\n{_text(e.stderr)[-3000:]}") from e
+        finally:
+            file.unlink(missing_ok=True)
+        lines = [line for line in done.stdout.splitlines() if line.strip()]
+        try:
+            return json.loads(lines[-1])
+        except (IndexError, json.JSONDecodeError):
+            raise SdkScriptError(f"{self.requirement}: the client script exited {done.returncode} without a JSON "
+                                 f"line\nstdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-5000:]}") from None
+
+
+def _text(data: bytes | str | None) -> str:
+    return data.decode(errors="replace") if isinstance(data, bytes) else (data or "")
+
+
+def _run(cmd: list[str], cwd: Path) -> None:
+    try:
+        done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S)
+    except subprocess.TimeoutExpired as e:
+        raise SdkUnavailable(f"{' '.join(cmd)} ran past {INSTALL_TIMEOUT_S:.0f} s") from e
+    if done.returncode != 0:
+        raise SdkUnavailable(f"{' '.join(cmd)} exited {done.returncode}:\n{done.stderr[-3000:]}")
+
+
+# The pinned versions. runware-sdk 1.8.0, runware 0.5.24 and fal-client 1.0.3 are the versions the
+# issue names (the ones integrations run today). The npm clients are the newest releases when these
+# tests were written (@fal-ai/client 1.10.1, @runware/sdk-js 1.3.2): their README examples are what
+# a team copies now, and a newer release is a deliberate bump here, re-run against the gateway.
+RUNWARE_SDK = Sdk("runware-sdk", "python", "runware-sdk", "1.8.0")
+RUNWARE_LEGACY = Sdk("runware", "python", "runware", "0.5.24")
+FAL_CLIENT = Sdk("fal-client", "python", "fal-client", "1.0.3")
+FAL_JS = Sdk("fal-ai-client", "node", "@fal-ai/client", "1.10.1")
+RUNWARE_JS = Sdk("runware-sdk-js", "node", "@runware/sdk-js", "1.3.2")
+ALL = (RUNWARE_SDK, RUNWARE_LEGACY, FAL_CLIENT, FAL_JS, RUNWARE_JS)
+
+
+@dataclass
+class TestCA:
+    """A throwaway certificate authority and one server certificate for ``names`` (DNS names and IPs),
+    made with ``openssl`` as the README shows. ``ca`` is what clients trust; ``cert``/``key`` go to
+    ``rmbg gateway --tls-cert/--tls-key``."""
+
+    __test__ = False  # not a pytest test class
+    directory: Path
+    names: Sequence[str] = ("localhost", "gw.test", "queue.gw.test", "127.0.0.1", "::1")
+    ca: Path = field(init=False)
+    cert: Path = field(init=False)
+    key: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            raise SdkUnavailable("openssl is not on PATH (Debian/Ubuntu: apt-get install openssl)")
+        d = Path(self.directory)
+        d.mkdir(parents=True, exist_ok=True)
+        self.ca, self.cert, self.key = d / "ca.pem", d / "server.pem", d / "server.key"
+        ca_key, csr = d / "ca.key", d / "server.csr"
+        san = ",".join(f"IP:{n}" if _is_ip(n) else f"DNS:{n}" for n in self.names)
+        (d / "server.ext").write_text(f"subjectAltName={san}\nbasicConstraints=critical,CA:FALSE\n"
+                                      "keyUsage=critical,digitalSignature,keyEncipherment\n"
+                                      "extendedKeyUsage=serverAuth\n")
+        for cmd in (
+            [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", self.ca,
+             "-days", "2", "-subj", "/CN=rmbg test CA", "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+            [openssl, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", self.key, "-out", csr,
+             "-subj", f"/CN={self.names[0]}"],
+            [openssl, "x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", ca_key, "-CAcreateserial",
+             "-out", self.cert, "-days", "2", "-extfile", d / "server.ext"],
+        ):
+            _run([str(c) for c in cmd], d)
+
+
+def check_cutout(data: bytes, size: tuple[int, int]) -> None:
+    """What every SDK test asserts on a result: a PNG of the input's size whose alpha channel cut
+    something out and kept something (not a blank or an opaque copy of the input)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(data))
+    assert image.format == "PNG", image.format
+    assert image.size == size, (image.size, size)
+    assert image.mode == "RGBA", image.mode
+    alpha = np.asarray(image.getchannel("A"))
+    assert (alpha < 16).mean() > 0.05 and (alpha > 240).mean() > 0.05, "the mask removed nothing or everything"
+
+
+def _is_ip(name: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+# Host names the Python clients resolve to loopback. fal-client always speaks https to
+# ``FAL_RUN_HOST`` and derives its queue host as ``queue.<FAL_RUN_HOST>``; a name with a subdomain
+# is needed for that, and nothing on this machine (no /etc/hosts edit, no DNS server) should change
+# for a test. This ``sitecustomize`` module, first on the SDK process's PYTHONPATH, answers those
+# names in ``socket.getaddrinfo`` and passes every other name through.
+SITECUSTOMIZE = '''\
+"""Test-only: resolve RMBG_TEST_HOSTS (comma-separated names) to 127.0.0.1; every other name as usual."""
+import os
+import socket
+
+_names = {n.strip().lower() for n in os.environ.get("RMBG_TEST_HOSTS", "").split(",") if n.strip()}
+_real = socket.getaddrinfo
+
+
+def _getaddrinfo(host, *args, **kwargs):
+    if isinstance(host, bytes):
+        host = host.decode()
+    if isinstance(host, str) and host.lower().rstrip(".") in _names:
+        host = "127.0.0.1"
+    return _real(host, *args, **kwargs)
+
+
+socket.getaddrinfo = _getaddrinfo
+'''
+
+
+def host_map(directory: Path) -> Path:
+    """A folder holding the ``sitecustomize`` above, for ``Sdk.run(path=[...])``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    return directory
+
+
+if __name__ == "__main__":  # `python -m tests.harness.sdks`: install every SDK (CI warms the cache with it)
+    for sdk in ALL:
+        started = time.monotonic()
+        sdk.install()
+        print(f"{sdk.requirement}: {sdk.home} ({time.monotonic() - started:.1f} s)")
