@@ -126,9 +126,10 @@ def test_webhook(gw, test_ca, photo, transport):
 
 
 @pytest.mark.parametrize("transport", ["rest", "websocket"])
-def test_errors_are_the_sdks_own(gw, test_ca, photo, transport, http_server):
+def test_errors_are_the_sdks_own(gw, test_ca, photo, transport):
     """A bad option, an image that cannot be fetched, and a bad key each raise the SDK's RunwareError
-    carrying our parameter, with the category the SDK derives from our code."""
+    carrying our parameter, with the category the SDK derives from our code (it keeps the category,
+    not the code: ``invalidParameter`` is "validation", ``invalidApiKey`` "auth")."""
     url, _ = photo
     closed = f"http://127.0.0.1:{free_port()}/gone.jpg"  # nothing listens there
     bad_option, unreachable = removal(url, settings={"rgba": [1, 2, 3]}), removal(closed)
