@@ -18,6 +18,7 @@ the one line the README's "Point your SDK here" table adds for TLS.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -83,9 +84,18 @@ class Sdk:
 
     def install(self) -> Sdk:
         """Install into ``home`` unless a complete install is there; a half-finished one is removed
-        first, so an interrupted run never leaves an environment that looks ready."""
+        first, so an interrupted run never leaves an environment that looks ready. A lock file beside
+        it lets test runs of several checkouts share the cache."""
         if self.installed:
             return self
+        self.home.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.home.parent / f".{self.home.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            if not self.installed:
+                self._install()
+        return self
+
+    def _install(self) -> None:
         if self.home.exists():
             shutil.rmtree(self.home)
         self.home.mkdir(parents=True)
@@ -106,14 +116,6 @@ class Sdk:
             shutil.rmtree(self.home, ignore_errors=True)
             raise
         (self.home / MARKER).write_text(self.requirement + "\n")
-        return self
-
-    def source(self, relative: str) -> Path:
-        """A file of the installed SDK (for the tests that read a wire fact from its source)."""
-        if self.language == "python":
-            site = next((self.home / "venv" / "lib").glob("python3*/site-packages"))
-            return site / relative
-        return self.home / "node_modules" / relative
 
     def run(self, script: str, *, args: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
             timeout: float = 120.0, path: Sequence[Path] = ()) -> Any:

@@ -91,9 +91,15 @@ def hosts(tmp_path_factory):
     return host_map(tmp_path_factory.mktemp("fal-hosts"))
 
 
-def run(gw, test_ca, hosts, mode: str, arguments: dict, *, key: str = API_KEY, **extra: str) -> dict:
+def run(gw, test_ca, hosts, mode: str, arguments: dict, *, key: str = API_KEY, queue: str = "subdomain",
+        **extra: str) -> dict:
+    """Run the client with ``FAL_RUN_HOST`` alone (the queue at ``queue.gw.test``, which resolves to the
+    gateway), or with ``queue="path"``: ``FAL_QUEUE_RUN_HOST=127.0.0.1:PORT/queue``, the gateway's
+    ``/queue/...`` routes, for a deployment without a DNS name for the queue host."""
     env = {"FAL_KEY": key, "FAL_RUN_HOST": f"{HOST}:{gw.port}", "SSL_CERT_FILE": str(test_ca.ca),
            "RMBG_TEST_HOSTS": f"{HOST},queue.{HOST}"}
+    if queue == "path":
+        env["FAL_QUEUE_RUN_HOST"] = f"127.0.0.1:{gw.port}/queue"
     return FAL_CLIENT.run(CLIENT, args={"app": APP, "arguments": arguments, "mode": mode, **extra}, env=env,
                           path=[hosts], timeout=120)
 
@@ -115,11 +121,12 @@ def test_run(gw, test_ca, hosts, photo, mode):
     image_of(gw, out["result"], size)
 
 
-def test_submit_status_result(gw, test_ca, hosts, photo):
+@pytest.mark.parametrize("queue", ["subdomain", "path"])
+def test_submit_status_result(gw, test_ca, hosts, photo, queue):
     """``submit`` on the queue host, the handle's events with logs, its result, and ``status``/``result``
     by request id (the ``/fal-ai/bria/requests/<id>`` routes of the queue host)."""
     url, size = photo
-    out = run(gw, test_ca, hosts, "submit", {"image_url": url})
+    out = run(gw, test_ca, hosts, "submit", {"image_url": url}, queue=queue)
     assert "result" in out, out
     assert out["events"][-1]["type"] == "Completed" and isinstance(out["events"][-1]["logs"], list)
     assert all(e["type"] in ("Queued", "InProgress", "Completed") for e in out["events"])
@@ -128,22 +135,24 @@ def test_submit_status_result(gw, test_ca, hosts, photo):
     assert out["by_id"] == out["result"]
 
 
-def test_subscribe(gw, test_ca, hosts, photo):
+@pytest.mark.parametrize("queue", ["subdomain", "path"])
+def test_subscribe(gw, test_ca, hosts, photo, queue):
     url, size = photo
-    out = run(gw, test_ca, hosts, "subscribe", {"image_url": url})
+    out = run(gw, test_ca, hosts, "subscribe", {"image_url": url}, queue=queue)
     assert "result" in out, out
     assert out["request_id"] and out["updates"] and out["updates"][-1]["type"] == "Completed"
     image_of(gw, out["result"], size)
 
 
-def test_webhook(gw, test_ca, hosts, photo):
+@pytest.mark.parametrize("queue", ["subdomain", "path"])
+def test_webhook(gw, test_ca, hosts, photo, queue):
     """``submit(..., webhook_url=)`` sends ``?fal_webhook=``: the gateway POSTs fal's webhook body,
     ``{"request_id", "gateway_request_id", "status": "OK", "payload"}``, signed."""
     url, size = photo
     with WebhookReceiver() as receiver:
-        out = run(gw, test_ca, hosts, "webhook", {"image_url": url}, webhook=receiver.url)
+        out = run(gw, test_ca, hosts, "webhook", {"image_url": url}, webhook=receiver.url, queue=queue)
         assert "request_id" in out, out
-        gw.wait_for("/healthz", lambda _: bool(receiver.deliveries), timeout=60)
+        gw.wait_for("/healthz", lambda _: bool(receiver.deliveries), timeout=30)
         [delivery] = receiver.deliveries
     assert verify_signature(WEBHOOK_SECRET, delivery.headers[TIMESTAMP_HEADER], delivery.headers[SIGNATURE_HEADER],
                             delivery.raw)

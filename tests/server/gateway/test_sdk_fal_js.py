@@ -131,7 +131,7 @@ def test_webhook(gw, test_ca, photo):
     with WebhookReceiver() as receiver:
         out = run(gw, test_ca, "webhook", {"image_url": url}, webhook=receiver.url)
         assert "requestId" in out, out
-        gw.wait_for("/healthz", lambda _: bool(receiver.deliveries), timeout=60)
+        gw.wait_for("/healthz", lambda _: bool(receiver.deliveries), timeout=30)
         [delivery] = receiver.deliveries
     assert verify_signature(WEBHOOK_SECRET, delivery.headers[TIMESTAMP_HEADER], delivery.headers[SIGNATURE_HEADER],
                             delivery.raw)

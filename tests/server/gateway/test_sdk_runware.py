@@ -122,7 +122,7 @@ def test_webhook(gw, test_ca, photo):
         assert "ok" in outcome, outcome
         [ack] = outcome["ok"]
         assert ack["taskType"] == "imageBackgroundRemoval" and ack["taskUUID"]
-        gw.wait_for("/healthz", lambda _: bool(receiver.deliveries), timeout=60)
+        gw.wait_for("/healthz", lambda _: bool(receiver.deliveries), timeout=30)
         [delivery] = receiver.deliveries
     assert verify_signature(WEBHOOK_SECRET, delivery.headers[TIMESTAMP_HEADER], delivery.headers[SIGNATURE_HEADER],
                             delivery.raw)
