@@ -141,3 +141,19 @@ def test_errors_are_the_sdks_own(gw, test_ca, photo, transport):
     [key_error] = run(gw, test_ca, transport, removal(url), key="not-a-key")
     assert key_error["error"]["type"] == "RunwareError" and key_error["error"]["code"] == "auth", key_error
     assert "API key" in key_error["error"]["message"]
+
+
+@pytest.mark.parametrize("transport", ["rest", "websocket"])
+def test_plain_http_and_ws(gateway, photo, transport):
+    """Without TLS (``http://``, ``ws://``) too, against the keyless loopback gateway, whatever key the
+    SDK insists on sending."""
+    url, size = photo
+    base = gateway.url.split("://", 1)[1]
+    task = removal(url, deliveryMethod="sync")
+    [outcome] = RUNWARE_SDK.run(CLIENT, args={"key": "any", "transport": transport, "http": f"http://{base}/v1",
+                                              "ws": f"ws://{base}/v1", "tasks": [task]}, timeout=180)
+    assert "ok" in outcome, outcome
+    [result] = outcome["ok"]
+    response = gateway.get(result["imageURL"])
+    assert response.status_code == 200
+    check_cutout(response.content, size)
