@@ -10,7 +10,7 @@ PRECISION ?= int8
 ENGINE_FILE := $(if $(filter int8,$(PRECISION)),model.xml,model.onnx)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv system-deps sdks repo demo serve test test-unit lint perf bench bench-gpu bench-gpu-smoke bench-matting soak audit clean cluster-demo up perf-gateway
+.PHONY: help venv system-deps sdks repo demo serve test test-unit lint perf bench bench-gpu bench-gpu-smoke bench-matting soak audit clean cluster-demo up perf-gateway eval
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -70,6 +70,9 @@ perf-gateway: $(STAMP) ## gateway overhead vs direct gRPC (1 MP, tiny model) and
 
 bench: repo $(RMBG_VENV)/.installed ## rembg vs direct onnxruntime vs served, side by side -> perf/results/bench.*
 	$(PY) perf/bench.py
+
+eval: repo $(RMBG_VENV)/.installed ## quality on ../shared/eval: default vs highQuality vs rembg (MAE, IoU, edge error, time) -> perf/results/eval_quality.*
+	$(PY) perf/eval_quality.py
 
 bench-gpu: $(STAMP) ## gpu-torch on a CUDA GPU: model alone, served, fp16/bf16 vs f32 -> perf/results/gpu_h100.json
 	$(PY) perf/bench_gpu.py --device cuda

@@ -94,9 +94,9 @@ class Served:
         self.server.start(timeout=300)
         self.client = RmbgClient(self.server.grpc_url, timeout=1800.0)  # a loaded shared machine is slow
 
-    def remove(self, data: bytes) -> tuple[float, bytes, dict]:
+    def remove(self, data: bytes, options: dict | None = None) -> tuple[float, bytes, dict]:
         t0 = time.perf_counter()
-        result = self.client.remove(data)
+        result = self.client.remove(data, options)
         return (time.perf_counter() - t0) * 1000.0, result.data, result.info
 
     def sweep(self, images: list[bytes], concurrency: int) -> dict:

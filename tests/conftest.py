@@ -27,21 +27,61 @@ class EvalPair:
     mask: Path
     width: int
     height: int
+    category: str  # the manifest's category, e.g. "animal/fluffy dog"
+
+    @property
+    def group(self) -> str:
+        """The category's first part (people, animal, plant, object, product, people+object)."""
+        return self.category.split("/")[0]
+
+
+# The edge band of the quality figures: pixels within this many pixels of the truth's edge.
+EDGE_BAND_PX = 10
+
+
+def ground_truth(mask_path: Path) -> np.ndarray:
+    """A ground-truth mask as float32 0..1 (the alpha matte keeps its soft values)."""
+    return np.asarray(Image.open(mask_path).convert("L")).astype(np.float32) / 255.0
 
 
 def mask_quality(pred: np.ndarray, mask_path: Path) -> tuple[float, float]:
     """(MAE, IoU@0.5) of a 0..1 prediction against a ground-truth mask: the eval set's two figures."""
-    gt = np.asarray(Image.open(mask_path).convert("L")).astype(np.float32) / 255.0
+    gt = ground_truth(mask_path)
     mae = float(np.abs(pred - gt).mean())
     a, b = pred >= 0.5, gt > 128 / 255.0
     union = np.logical_or(a, b).sum()
     return mae, float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
+def edge_band(gt: np.ndarray, width: int = EDGE_BAND_PX) -> np.ndarray:
+    """Pixels at most ``width`` pixels (Euclidean) from the truth's edge, on either side; the
+    truth is binarised as IoU does (> 128/255)."""
+    import cv2
+
+    fg = (gt > 128 / 255.0).astype(np.uint8)
+    inside = cv2.distanceTransform(fg, cv2.DIST_L2, 5)  # to the nearest background pixel
+    outside = cv2.distanceTransform(1 - fg, cv2.DIST_L2, 5)  # to the nearest foreground pixel
+    return np.where(fg > 0, inside, outside) <= width
+
+
+def edge_band_error(pred: np.ndarray, mask_path: Path, width: int = EDGE_BAND_PX) -> float:
+    """Mean |pred - truth| within ``width`` pixels of the truth's edge (0 for a truth with no edge):
+    where hair, fur, thin parts and halos show, which MAE over the whole photo dilutes."""
+    gt = ground_truth(mask_path)
+    band = edge_band(gt, width)
+    return float(np.abs(pred[band] - gt[band]).mean()) if band.any() else 0.0
+
+
+def quality_figures(pred: np.ndarray, mask_path: Path) -> dict[str, float]:
+    """MAE, IoU@0.5 and the edge-band error of a 0..1 prediction: what the quality tools report."""
+    mae, iou = mask_quality(pred, mask_path)
+    return {"mae": mae, "iou": iou, "edge": edge_band_error(pred, mask_path)}
+
+
 def eval_pairs() -> list[EvalPair]:
     with (EVAL / "manifest.csv").open() as f:
         return [
-            EvalPair(r["id"], EVAL / r["image"], EVAL / r["mask"], int(r["width"]), int(r["height"]))
+            EvalPair(r["id"], EVAL / r["image"], EVAL / r["mask"], int(r["width"]), int(r["height"]), r["category"])
             for r in csv.DictReader(f)
         ]
 

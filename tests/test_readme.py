@@ -70,10 +70,11 @@ def test_the_curl_example_sends_a_fresh_uuid_each_time():
 
 
 def test_the_test_certificate_commands_make_a_certificate_clients_trust(tmp_path):
-    """The openssl lines of "Point your SDK here", run as written: a TLS client that trusts only
-    ca.pem completes a handshake with server.pem for each name the certificate is for."""
+    """The README's openssl lines for a private CA, run as written: a TLS client that trusts only
+    ca.pem completes a handshake with server.pem for each name the certificate is for (the names the
+    SDKs of "Point your SDK here" connect to: the host, its queue. name, an address)."""
     block = next(b for b in re.findall(r"```bash\n(.*?)```", README, re.S) if "openssl req -x509" in b)
-    commands = block.split("\nrmbg gateway")[0]  # everything before starting the gateway
+    commands = re.split(r"\n\s*rmbg ", block)[0]  # everything before starting the gateway
     subprocess.run(["bash", "-euc", commands], cwd=tmp_path, capture_output=True, check=True, timeout=60)
     server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_context.load_cert_chain(tmp_path / "server.pem", tmp_path / "server.key")

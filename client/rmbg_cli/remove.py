@@ -70,6 +70,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="smooth and binarise the mask, as rembg's post_process_mask (default: off)")
     r.add_argument("--preserve-alpha", action="store_true",
                    help="keep the input's own transparency where it is lower (default: off)")
+    r.add_argument("--high-quality", action="store_true",
+                   help="a second model pass on the subject and crisp anti-aliased edges, about twice the time "
+                   "(default: off)")
     shaping = r.add_argument_group("output shaping")
     shaping.add_argument("--crop", action="store_true", help="crop to the subject's bounding box (default: off)")
     shaping.add_argument("--crop-margin", type=ft.crop_margin, metavar="PX|N%",
@@ -115,7 +118,8 @@ def options_from_args(a: argparse.Namespace) -> dict:
     opts.update({k: v for k, v in pairs if v is not None})
     for key, flag in (("returnOnlyMask", a.mask_only), ("alphaMatting", a.alpha_matting),
                       ("postProcessMask", a.post_process_mask), ("preserveAlpha", a.preserve_alpha),
-                      ("crop", a.crop), ("shadow", a.shadow), ("refineForeground", a.refine_foreground)):
+                      ("crop", a.crop), ("shadow", a.shadow), ("refineForeground", a.refine_foreground),
+                      ("highQuality", a.high_quality)):
         if flag:
             opts[key] = True
     return opts

@@ -17,6 +17,8 @@ MODEL_ALIASES: dict[str, str] = {
     "bria:2@1": "birefnet", "briaai/RMBG-2.0": "birefnet", "bria-image-remove-background": "birefnet",
     "birefnet": "birefnet", "fal-ai/bria/background/remove": "birefnet",
     "fal-ai/bria/background/replace": "birefnet",
+    # the APIs that name no model: each answers with IS-Net unless --alias NAME=birefnet says otherwise
+    "removebg": "isnet", "photoroom": "isnet", "clipdrop": "isnet",
 }
 
 

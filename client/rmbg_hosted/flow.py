@@ -13,14 +13,16 @@ notify. Errors are ``rmbg_hosted.errors`` throughout; each protocol renders them
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from rmbg_backend.contract import BACKGROUND, EXTENSIONS, IMAGE, OPTIONS
-from rmbg_backend.options import Options
-from rmbg_hosted.errors import ImageInputError, RmbgError, ServerUnavailableError
+from rmbg_backend.errors import RequestError
+from rmbg_backend.options import Options, parse_options
+from rmbg_hosted.errors import ImageInputError, InvalidInputError, RmbgError, ServerUnavailableError
 from rmbg_hosted.fetch import FetchPolicy, resolve, upload_async
 from rmbg_hosted.inputs import (
     canonical_uuid,
@@ -58,6 +60,14 @@ class Fields:
             return None
         named = {IMAGE: self.image, BACKGROUND: self.background, OPTIONS: self.settings}
         return named[wire_field] if wire_field in named else self.option(wire_field)
+
+
+def options_named(raw: Mapping[str, Any], fields: Fields) -> Options:
+    """A protocol's options, checked once by the OPTIONS schema; a refusal names the protocol's parameter."""
+    try:
+        return parse_options(json.dumps(raw))
+    except RequestError as exc:
+        raise InvalidInputError(exc.message, code=exc.code, parameter=fields.of(exc.field)) from None
 
 
 @dataclass(frozen=True)

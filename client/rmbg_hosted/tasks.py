@@ -13,7 +13,6 @@ Errors render as ``{"code", "message", "parameter", "taskType", "taskUUID"}`` (`
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Annotated, Any, Literal, Protocol
 
@@ -28,10 +27,9 @@ from pydantic import (
     model_validator,
 )
 
-from rmbg_backend.errors import RequestError
-from rmbg_backend.options import ALLOWED_KEYS, OUTPUT_FORMATS, Options, parse_options
+from rmbg_backend.options import ALLOWED_KEYS, OUTPUT_FORMATS, Options
 from rmbg_hosted.errors import InvalidInputError, RmbgError
-from rmbg_hosted.flow import Fields, Output, Ports, Removal, run_task
+from rmbg_hosted.flow import Fields, Output, Ports, Removal, options_named, run_task
 from rmbg_hosted.inputs import check_header, request_image, to_base64, to_data_uri
 
 MIN_TTL_S, DEFAULT_TTL_S = 60, 86400
@@ -146,11 +144,7 @@ class RemoveBackgroundTask(BaseModel):
         bria = self.providerSettings.bria if self.providerSettings else None
         if bria is not None and "preserveAlpha" in bria.model_fields_set:
             raw["preserveAlpha"] = bria.preserveAlpha
-        try:
-            return parse_options(json.dumps(raw))
-        except RequestError as exc:
-            where = "settings" if exc.field == "OPTIONS" else self.fields.option(exc.field)
-            raise InvalidInputError(exc.message, code=exc.code, parameter=where) from None
+        return options_named(raw, self.fields)
 
     def output_type(self, *, hosts_files: bool) -> str:
         """The outputType in effect; URL needs somewhere to put the file."""
@@ -241,12 +235,21 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+# What a required field must hold, for the message that says it is missing.
+REQUIRED = {"taskUUID": "a UUID v4 such as 'cdc8c516-310a-4646-b983-9cd3ec6993e4'",
+            "inputs.image": "an http(s) URL, a data URI or base64",
+            "inputImage": "an http(s) URL, a data URI or base64",
+            "image": "a data URI, base64 or an http(s) URL"}
+
+
 def _from_validation(exc: ValidationError) -> InvalidInputError:
     err = exc.errors(include_url=False)[0]
     where = ".".join(str(p) for p in err["loc"]) or None
     kind = err["type"]
-    if kind == "missing":
-        return InvalidInputError("is required", code="missingParameter", parameter=where)
+    if kind == "missing" or (err.get("input") is None and kind.endswith("_type")):
+        what = REQUIRED.get(where or "", err["msg"].removeprefix("Input should be ").rstrip("."))
+        got = ", got null" if kind != "missing" else ""
+        return InvalidInputError(f"is required: {what}{got}", code="missingParameter", parameter=where)
     if kind == "extra_forbidden":
         return InvalidInputError("unknown parameter (check its spelling and nesting)", code="unsupportedParameter",
                                  parameter=where)

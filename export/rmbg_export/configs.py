@@ -146,7 +146,9 @@ def postprocess_config(spec: ModelSpec, s: RepositorySettings) -> mc.ModelConfig
          tensor(c.PIXELS, "UINT8", (-1, -1, -1), ragged=True), tensor(c.META, "STRING", (1,)),
          tensor(c.BACKGROUND, "STRING", (1,), optional=True)],
         [output(c.IMAGE_OUT, "STRING", (1,)), output(c.INFO, "STRING", (1,))],
-        s.max_batch, backend="python", instances=s.post_instances, parameters=_step_parameters(spec, s.limits),
+        s.max_batch, backend="python", instances=s.post_instances,
+        # model_input: what highQuality's second pass sends to the engine (triton/postprocess.py)
+        parameters={**_step_parameters(spec, s.limits), "model_input": s.model_input},
     )
 
 

@@ -43,6 +43,10 @@ class Options:
     shadowBlur: float = 20.0
     shadowOffset: tuple[int, int] = (0, 10)
     refineForeground: bool = False
+    roi: tuple[int | str, int | str, int | str, int | str] | None = None  # where the subject may be: px or "N%"
+    maxPixels: int | None = None  # the result's pixel cap (remove.bg's size=preview: 250000), downscaled to fit
+    # a second engine pass on the subject's crop and an anti-aliased decision (high_quality.py)
+    highQuality: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,7 +64,7 @@ class Options:
     def from_dict(cls, data: dict[str, Any]) -> Options:
         """Rebuild options already validated upstream (the step-to-step META hand-off)."""
         data = dict(data)
-        for key in ("rgba", "outputSize", "shadowOffset"):
+        for key in ("rgba", "outputSize", "shadowOffset", "roi"):
             if data.get(key) is not None:
                 data[key] = tuple(data[key])
         if isinstance(data.get("position"), list):
@@ -75,13 +79,15 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
     "alphaMattingErodeSize": (1, 255),
 }
 _BOOLS = ("returnOnlyMask", "alphaMatting", "postProcessMask", "preserveAlpha", "crop", "shadow",
-          "refineForeground")
+          "refineForeground", "highQuality")
 # Output shaping: numbers, pairs and the two forms of cropMargin and position (see _shaping_values).
 _FLOAT_RANGES: dict[str, tuple[float, float]] = {"shadowOpacity": (0.0, 1.0), "shadowBlur": (0.0, 500.0)}
 MAX_CANVAS_SIDE = 65_500  # the largest any output format holds (JPEG); a deployment's Limits are lower
 MAX_CROP_MARGIN_PX = 10_000
 MAX_SHADOW_OFFSET = 5_000
-_SHAPING_KEYS = ("cropMargin", "outputSize", "scale", "position", *_FLOAT_RANGES, "shadowOffset")
+_SHAPING_KEYS = ("cropMargin", "outputSize", "scale", "position", *_FLOAT_RANGES, "shadowOffset", "roi",
+                 "maxPixels")
+MAX_PIXELS = 1_000_000_000  # the schema's own bound; a deployment's Limits (max_pixels) are lower
 ALLOWED_KEYS = ("outputFormat", "rgba", *_INT_RANGES, *_BOOLS, *_SHAPING_KEYS)
 MAX_OPTIONS_BYTES = 64 * 1024
 
@@ -281,7 +287,30 @@ def _shaping_values(data: dict[str, Any]) -> dict[str, Any]:
     if "shadowOffset" in data:
         values["shadowOffset"] = _int_pair("shadowOffset", data["shadowOffset"], -MAX_SHADOW_OFFSET,
                                            MAX_SHADOW_OFFSET, "dx, dy")
+    if data.get("roi") is not None:
+        values["roi"] = _roi(data["roi"])
+    if data.get("maxPixels") is not None:
+        value = data["maxPixels"]
+        if not _is_integral(value) or not 1 <= int(value) <= MAX_PIXELS:
+            raise RequestError("maxPixels", f"must be an integer 1..{MAX_PIXELS}, got {_shown(value)}")
+        values["maxPixels"] = int(value)
     return values
+
+
+def _roi(value: Any) -> tuple[int | str, int | str, int | str, int | str]:
+    """[x0, y0, x1, y1], each pixels (an integer) or a share of the image ("50%"), normalised."""
+    accepted = "a list of 4 values [x0, y0, x1, y1], each pixels (e.g. 40) or a percentage (e.g. \"50%\")"
+    if not isinstance(value, list | tuple) or len(value) != 4:
+        raise RequestError("roi", f"must be {accepted}, got {_shown(value)}")
+    out: list[int | str] = []
+    for v in value:
+        if isinstance(v, str) and v.strip().endswith("%"):
+            out.append(f"{_percent('roi', v):g}%")
+        elif _is_integral(v) and 0 <= int(v) <= MAX_CANVAS_SIDE:
+            out.append(int(v))
+        else:
+            raise RequestError("roi", f"must be {accepted} (pixels 0..{MAX_CANVAS_SIDE}), got {_shown(v)}")
+    return out[0], out[1], out[2], out[3]
 
 
 # Read-only public views of the ranges above: `rmbg remove --help` states them (rmbg_cli.flag_types).

@@ -52,3 +52,17 @@ def to_model_input(rgb: np.ndarray, spec: ModelSpec) -> np.ndarray:
         np.multiply(plane, scale[c], out=out[c], dtype=np.float32)
         out[c] -= shift[c]
     return out
+
+
+# What an engine takes: float32 normalised input (every CPU, TensorRT and onnxruntime engine), or
+# uint8 pixels that the engine normalises on its device (gpu-torch).
+MODEL_INPUTS = ("float32", "uint8")
+
+
+def to_engine_input(rgb: np.ndarray, spec: ModelSpec, model_input: str = "float32") -> np.ndarray:
+    """``to_model_input`` or ``to_model_pixels``, as the engine's ``model_input`` says."""
+    if model_input == "float32":
+        return to_model_input(rgb, spec)
+    if model_input == "uint8":
+        return to_model_pixels(rgb, spec)
+    raise ValueError(f"model_input must be one of {', '.join(MODEL_INPUTS)}, got {model_input!r}")

@@ -275,3 +275,32 @@ def shape(image: DecodedImage, alpha: np.ndarray, options: Options, foreground: 
         shadow = shadow_alpha(alpha, options.shadowOpacity, options.shadowBlur, options.shadowOffset)
         foreground, alpha = over(layer, alpha, _SHADOW_RGB, shadow)
     return image, alpha, foreground
+
+
+def capped_size(width: int, height: int, max_pixels: int | None) -> tuple[int, int]:
+    """The size a ``maxPixels`` cap leaves: the same aspect, scaled down to fit (never up)."""
+    if max_pixels is None or width * height <= max_pixels:
+        return width, height
+    k = math.sqrt(max_pixels / (width * height))
+    w, h = max(1, math.floor(width * k)), max(1, math.floor(height * k))
+    if w * h > max_pixels:  # one side hit its 1-pixel floor: the other takes what the cap leaves
+        w, h = (max_pixels // h, h) if h == 1 else (w, max_pixels // w)
+    return w, h
+
+
+def cap_pixels(image: DecodedImage, alpha: np.ndarray, foreground: np.ndarray | None, max_pixels: int | None
+               ) -> tuple[DecodedImage, np.ndarray, np.ndarray | None]:
+    """The shaped output, area-downscaled to at most ``max_pixels`` (a preview size)."""
+    width, height = capped_size(image.width, image.height, max_pixels)
+    if (width, height) == (image.width, image.height):
+        return image, alpha, foreground
+    rgb = resize_area(image.rgb, height, width)
+    small_alpha = None if image.alpha is None else resize_area(image.alpha, height, width)
+    fg = None if foreground is None else resize_area(foreground, height, width)
+    return replace(image, rgb=rgb, alpha=small_alpha), resize_area(alpha, height, width), fg
+
+
+def foreground_box(alpha: np.ndarray) -> dict[str, int] | None:
+    """The subject's box in the output (remove.bg's X-Foreground-* headers); None with no subject."""
+    box = subject_box(alpha)
+    return None if box is None else {"left": box.x0, "top": box.y0, "width": box.width, "height": box.height}

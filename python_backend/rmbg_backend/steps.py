@@ -20,11 +20,12 @@ from rmbg_backend.decode import DecodedImage, Limits, decode_image
 from rmbg_backend.encode import check_output_size, encode
 from rmbg_backend.errors import RequestError
 from rmbg_backend.families import ModelSpec
-from rmbg_backend.mask import mask_to_alpha, post_process_mask
+from rmbg_backend.high_quality import SecondPass, high_quality_alpha
+from rmbg_backend.mask import apply_roi, mask_to_alpha, post_process_mask
 from rmbg_backend.options import Options, parse_options
-from rmbg_backend.resize import to_model_input, to_model_pixels
+from rmbg_backend.resize import MODEL_INPUTS, to_engine_input
+from rmbg_backend.shape import cap_pixels, capped_size, foreground_box, shape
 from rmbg_backend.shape import check_options as check_shaping
-from rmbg_backend.shape import shape
 
 
 def _ms(t0: float) -> float:
@@ -36,9 +37,6 @@ class Prepared:
     model_input: np.ndarray  # 3 x H x W: float32 normalised, or uint8 pixels (gpu-torch normalises on the GPU)
     pixels: np.ndarray  # H x W x 3 (or x 4 with the input's alpha) uint8
     meta: dict[str, Any]
-
-
-MODEL_INPUTS = ("float32", "uint8")
 
 
 def preprocess(image_bytes: bytes, options_raw: bytes | None, spec: ModelSpec,
@@ -54,12 +52,12 @@ def preprocess(image_bytes: bytes, options_raw: bytes | None, spec: ModelSpec,
     check_shaping(options, limits)
     t0 = time.perf_counter()
     image = decode_image(image_bytes, limits=limits)
-    out_w, out_h = options.outputSize or (image.width, image.height)  # a crop only shrinks it
+    # the result's size, as far as it is known before the model runs (a crop only shrinks it)
+    out_w, out_h = capped_size(*(options.outputSize or (image.width, image.height)), options.maxPixels)
     check_output_size(options.outputFormat, out_w, out_h)
     decode_ms = _ms(t0)
     t1 = time.perf_counter()
-    to_input = to_model_pixels if model_input == "uint8" else to_model_input
-    model_input_array = to_input(image.rgb, spec)
+    model_input_array = to_engine_input(image.rgb, spec, model_input)
     pixels = image.rgb if image.alpha is None else np.dstack([image.rgb, image.alpha])
     meta = {
         "width": image.width,
@@ -80,9 +78,15 @@ def unpack_pixels(pixels: np.ndarray, meta: dict[str, Any]) -> DecodedImage:
 
 
 def postprocess(mask: np.ndarray, pixels: np.ndarray, meta: dict[str, Any], spec: ModelSpec,
-                background_bytes: bytes | None = None, limits: Limits = Limits()
+                background_bytes: bytes | None = None, limits: Limits = Limits(),
+                second_pass: SecondPass | None = None, model_input: str = "float32",
                 ) -> tuple[bytes, dict[str, Any]]:
-    """Mask -> alpha at the original size -> options -> encoded image and the INFO dict."""
+    """Mask -> alpha at the original size -> options -> encoded image and the INFO dict.
+
+    ``second_pass`` runs the engine once more for ``highQuality`` (in Triton, a BLS call to the
+    engine model); ``model_input`` is that engine's input kind. INFO's ``second_pass_ms`` is its
+    time, queue included, and is not part of ``postprocess_ms``.
+    """
     t0 = time.perf_counter()
     timings = dict(meta["timings"])
     timings["model_ms"] = round((time.time() - meta["preprocess_end"]) * 1000.0, 3)
@@ -91,7 +95,14 @@ def postprocess(mask: np.ndarray, pixels: np.ndarray, meta: dict[str, Any], spec
     background = None
     if background_bytes is not None and not options.returnOnlyMask:
         background = decode_image(background_bytes, field="BACKGROUND", limits=limits)
-    alpha = mask_to_alpha(mask, image.height, image.width, spec.mask_normalization)
+    if options.highQuality:
+        if second_pass is None:
+            raise ValueError("highQuality needs a second engine pass, and this postprocess was given none")
+        alpha, timings["second_pass_ms"] = high_quality_alpha(mask, image.rgb, spec, second_pass, model_input)
+    else:
+        alpha = mask_to_alpha(mask, image.height, image.width, spec.mask_normalization)
+    if options.roi is not None:
+        alpha = apply_roi(alpha, options.roi)
     if options.postProcessMask:
         alpha = post_process_mask(alpha)
     foreground = None
@@ -105,8 +116,9 @@ def postprocess(mask: np.ndarray, pixels: np.ndarray, meta: dict[str, Any], spec
             erode_size=options.alphaMattingErodeSize,
         )
     image, alpha, foreground = shape(image, alpha, options, foreground, limits)
+    image, alpha, foreground = cap_pixels(image, alpha, foreground, options.maxPixels)
     pixels_out, mode = compose(image, alpha, options, background, foreground)
-    timings["postprocess_ms"] = _ms(t0)
+    timings["postprocess_ms"] = round(_ms(t0) - timings.get("second_pass_ms", 0.0), 3)
     t1 = time.perf_counter()
     data, content_type = encode(pixels_out, mode, options.outputFormat, options.outputQuality,
                                 image.icc_profile)
@@ -119,6 +131,7 @@ def postprocess(mask: np.ndarray, pixels: np.ndarray, meta: dict[str, Any], spec
         "height": image.height,
         "contentType": content_type,
         "model": spec.name,
+        "foreground": foreground_box(alpha),
         "timings": timings,
     }
     return data, info

@@ -22,11 +22,12 @@ def test_every_option_is_reachable_from_flags():
     args = build_parser().parse_args([
         "remove", "x.jpg", "-o", "out", "--format", "jpg", "--quality", "80", "--mask-only",
         "--bg-color", "1,2,3,4", "--alpha-matting", "--fg-threshold", "200", "--bg-threshold", "20",
-        "--erode-size", "5", "--post-process-mask", "--preserve-alpha"])
+        "--erode-size", "5", "--post-process-mask", "--preserve-alpha", "--high-quality"])
     assert options_from_args(args) == {
         "outputFormat": "JPG", "outputQuality": 80, "returnOnlyMask": True, "rgba": [1, 2, 3, 4],
         "alphaMatting": True, "alphaMattingForegroundThreshold": 200, "alphaMattingBackgroundThreshold": 20,
-        "alphaMattingErodeSize": 5, "postProcessMask": True, "preserveAlpha": True}
+        "alphaMattingErodeSize": 5, "postProcessMask": True, "preserveAlpha": True, "highQuality": True}
+    assert "highQuality" not in options_from_args(build_parser().parse_args(["remove", "x.jpg", "-o", "o"]))
 
 
 def test_every_shaping_option_is_reachable_from_flags():

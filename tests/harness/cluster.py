@@ -109,10 +109,8 @@ def rmbg_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "rmbg_cli.main"]
 
 
-def http_status(url: str, timeout: float = 2.0, *, cafile: Path | None = None) -> int | None:
-    """The status ``url`` answers, None when nothing answers; ``cafile`` is the CA an HTTPS server's
-    certificate is checked against (a test CA)."""
-    context = ssl.create_default_context(cafile=str(cafile)) if cafile else None
+def http_status(url: str, timeout: float = 2.0, *, ca: Path | None = None) -> int | None:
+    context = ssl.create_default_context(cafile=str(ca)) if ca else None
     try:
         with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:
             return resp.status
@@ -130,13 +128,11 @@ def kill9(process: subprocess.Popen) -> None:
 
 
 class GatewayProcess:
-    """``rmbg gateway`` as a real process on a free loopback port, ready once ``/readyz`` answers 200.
-
-    With ``cafile`` (the CA of the certificate given in ``args`` as ``--tls-cert``) it speaks HTTPS."""
+    """``rmbg gateway`` as a real process on a free loopback port, ready once ``/readyz`` answers 200."""
 
     def __init__(self, triton: Sequence[str], data_dir: Path, *, redis_url: str | None = None,
                  port: int | None = None, args: Sequence[str] = (), log_file: Path | None = None,
-                 env: dict[str, str] | None = None, cafile: Path | None = None) -> None:
+                 env: dict[str, str] | None = None, ca: Path | None = None) -> None:
         self.triton = list(triton)
         self.data_dir = Path(data_dir)
         self.redis_url = redis_url
@@ -144,12 +140,12 @@ class GatewayProcess:
         self.args = list(args)
         self.log_file = log_file
         self.env = env
-        self.cafile = cafile
+        self.ca = ca  # with --tls-cert in args: the CA that signed it (the URL is then https)
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"{'https' if self.cafile else 'http'}://127.0.0.1:{self.port}"
+        return f"{'https' if '--tls-cert' in self.args else 'http'}://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
         cmd = [*rmbg_command(), "gateway", "--host", "127.0.0.1", "--port", str(self.port),
@@ -168,7 +164,7 @@ class GatewayProcess:
             if self.process.poll() is not None:
                 raise LaunchError(f"rmbg gateway exited with code {self.process.returncode} during start-up:\n"
                                   f"{self.log_text()[-3000:]}")
-            if http_status(f"{self.url}{wait_for}", cafile=self.cafile) == 200:
+            if http_status(f"{self.url}{wait_for}", ca=self.ca) == 200:
                 return self
             time.sleep(0.1)
         self.kill()

@@ -11,9 +11,8 @@ which is what the test asserts on. The subprocess sees only loopback: every clie
 127.0.0.1 (or a name ``HostMap`` resolves to it), and ``runware-sdk`` always gets a ``taskType``, so
 it never fetches its schemas from the internet.
 
-``TestCA`` makes a test certificate authority and a server certificate with Debian's ``openssl``;
-the SDK processes trust it through ``SSL_CERT_FILE`` (Python) or ``NODE_EXTRA_CA_CERTS`` (Node),
-the one line the README's "Point your SDK here" table adds for TLS.
+The SDK processes trust the gateway's test CA (``tests/harness/tls.py``) through ``SSL_CERT_FILE``
+(Python) or ``NODE_EXTRA_CA_CERTS`` (Node), the line the README's "Point your SDK here" adds for TLS.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -176,43 +175,6 @@ RUNWARE_JS = Sdk("runware-sdk-js", "node", "@runware/sdk-js", "1.3.2")
 ALL = (RUNWARE_SDK, RUNWARE_LEGACY, FAL_CLIENT, FAL_JS, RUNWARE_JS)
 
 
-@dataclass
-class TestCA:
-    """A throwaway certificate authority and one server certificate for ``names`` (DNS names and IPs),
-    made with ``openssl`` as the README shows. ``ca`` is what clients trust; ``cert``/``key`` go to
-    ``rmbg gateway --tls-cert/--tls-key``."""
-
-    __test__ = False  # not a pytest test class
-    directory: Path
-    names: Sequence[str] = ("localhost", "gw.test", "queue.gw.test", "127.0.0.1", "::1")
-    ca: Path = field(init=False)
-    cert: Path = field(init=False)
-    key: Path = field(init=False)
-
-    def __post_init__(self) -> None:
-        openssl = shutil.which("openssl")
-        if openssl is None:
-            raise SdkUnavailable("openssl is not on PATH (Debian/Ubuntu: apt-get install openssl)")
-        d = Path(self.directory)
-        d.mkdir(parents=True, exist_ok=True)
-        self.ca, self.cert, self.key = d / "ca.pem", d / "server.pem", d / "server.key"
-        ca_key, csr = d / "ca.key", d / "server.csr"
-        san = ",".join(f"IP:{n}" if _is_ip(n) else f"DNS:{n}" for n in self.names)
-        (d / "server.ext").write_text(f"subjectAltName={san}\nbasicConstraints=critical,CA:FALSE\n"
-                                      "keyUsage=critical,digitalSignature,keyEncipherment\n"
-                                      "extendedKeyUsage=serverAuth\n")
-        for cmd in (
-            [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", self.ca,
-             "-days", "2", "-subj", "/CN=rmbg test CA", "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
-            [openssl, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", self.key, "-out", csr,
-             "-subj", f"/CN={self.names[0]}"],
-            [openssl, "x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", ca_key, "-CAcreateserial",
-             "-out", self.cert, "-days", "2", "-extfile", d / "server.ext"],
-        ):
-            _run([str(c) for c in cmd], d)
-
-
 def check_cutout(data: bytes, size: tuple[int, int]) -> None:
     """What every SDK test asserts on a result: a PNG of the input's size whose alpha channel cut
     something out and kept something (not a blank or an opaque copy of the input)."""
@@ -227,16 +189,6 @@ def check_cutout(data: bytes, size: tuple[int, int]) -> None:
     assert image.mode == "RGBA", image.mode
     alpha = np.asarray(image.getchannel("A"))
     assert (alpha < 16).mean() > 0.05 and (alpha > 240).mean() > 0.05, "the mask removed nothing or everything"
-
-
-def _is_ip(name: str) -> bool:
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
 
 
 # Host names the Python clients resolve to loopback. fal-client always speaks https to

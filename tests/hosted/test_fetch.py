@@ -105,3 +105,19 @@ def test_put_upload(http_server, loopback_policy):
         upload("ftp://example.com/x.png", b"x", "image/png")
     with pytest.raises(UploadError, match="loopback"):
         upload(f"{http_server.base}/bucket/y.png", b"x", "image/png")  # no allow-list: loopback refused
+
+
+def test_a_refused_address_suggests_the_fix_of_whoever_set_the_policy():
+    """The library names its own remedy; the gateway's policy names its flag (issue: a library user was
+    told to pass a server flag)."""
+    import asyncio
+
+    from rmbg_hosted.fetch import resolve
+
+    with pytest.raises(FetchError) as library:
+        asyncio.run(resolve("http://127.0.0.1/x.jpg", FetchPolicy(), what="image"))
+    assert "FetchPolicy.allowing" in library.value.message and "--allow" not in library.value.message
+    with pytest.raises(FetchError) as gateway:
+        asyncio.run(resolve("http://127.0.0.1/x.jpg", FetchPolicy(hint="allow a range with --allow-fetch-from CIDR"),
+                            what="image"))
+    assert "--allow-fetch-from" in gateway.value.message

@@ -103,8 +103,19 @@ def test_missing_task_uuid():
     with pytest.raises(InvalidInputError) as info:
         parse_task(task)
     assert task_error(info.value, *identity(task)) == {
-        "code": "missingParameter", "message": "taskUUID: is required", "parameter": "taskUUID",
-        "taskType": "removeBackground", "taskUUID": None}
+        "code": "missingParameter", "parameter": "taskUUID", "taskType": "removeBackground", "taskUUID": None,
+        "message": "taskUUID: is required: a UUID v4 such as 'cdc8c516-310a-4646-b983-9cd3ec6993e4'"}
+
+
+@pytest.mark.parametrize(("change", "parameter", "fragment"), [
+    ({"taskUUID": None}, "taskUUID", "is required: a UUID v4"), ({"inputs": {"image": None}}, "inputs.image",
+                                                                  "is required: an http(s) URL")])
+def test_a_null_says_what_is_missing(change, parameter, fragment):
+    """A null where a value is required says what the value must be (it used to say only "got None")."""
+    with pytest.raises(InvalidInputError) as info:
+        parse_task({**BASE, **change})
+    assert (info.value.code, info.value.parameter) == ("missingParameter", parameter)
+    assert fragment in info.value.message and info.value.message.endswith("got null")
 
 
 def test_an_upper_case_copy_of_a_task_uuid_is_the_same_task():

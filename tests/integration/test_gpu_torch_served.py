@@ -79,8 +79,13 @@ def test_served_masks_equal_the_engine_run_directly(torch_server, torch_reposito
 
 
 def test_the_engine_sees_uint8_pixels_and_the_stub_imported_torch(torch_server, torch_repository):
-    config = (torch_repository / "isnet" / "config.pbtxt").read_text()
-    assert 'name: "input" data_type: TYPE_UINT8' in config and "KIND_CPU" in config
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    from rmbg_export.configs import parse
+
+    config = parse((torch_repository / "isnet" / "config.pbtxt").read_text())
+    assert config.input[0].name == "input" and config.input[0].data_type == mc.TYPE_UINT8
+    assert config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
     log = torch_server.log_file.read_text(errors="replace")
     loads = re.findall(r"gpu-torch (\S+) (\S+) on cpu \(none\) loaded in ([0-9.]+) s", log)
     assert sorted((v, p) for v, p, _ in loads) == [("birefnet-tiny", "bf16"), ("isnet-tiny", "f32")]
@@ -93,3 +98,35 @@ def test_a_bad_image_fails_alone(torch_server, small_jpeg):
     results = dict(client.remove_many([("bad", b"not an image"), ("good", small_jpeg)], concurrency=2))
     assert isinstance(results["bad"], Exception) and "IMAGE" in str(results["bad"])
     assert not isinstance(results["good"], Exception)
+
+
+@pytest.fixture(scope="module")
+def real_torch_repository(tmp_path_factory):
+    """The real IS-Net weights on gpu-torch at 256 px: the synthetic ones find a "subject" that
+    fills every photo, so highQuality would never need its second pass."""
+    from rmbg_export.repository import RepositorySettings, build_repo
+
+    repo = tmp_path_factory.mktemp("gpu_torch_real")
+    build_repo("isnet", "imgly-isnet", RepositorySettings(target="gpu-torch", precision="f32", device="cpu"),
+               repo, size=256)
+    return repo
+
+
+def test_high_quality_second_pass_sends_uint8_pixels(real_torch_repository, pairs, tmp_path):
+    """highQuality's second pass (BLS from postprocess) feeds the uint8 engine its own input kind;
+    the served mask is the library's, run on the same engine."""
+    from rmbg_backend.high_quality import high_quality_alpha
+
+    spec = family("isnet").spec(256)
+    engine = TorchEngine(real_torch_repository / "isnet" / "1" / "model.safetensors", spec,
+                         TorchSettings("isnet", "f32", device="cpu"))
+    with TritonServer(ServerConfig.on_free_ports(real_torch_repository), log_file=tmp_path / "triton.log") as server:
+        client = RmbgClient(server.grpc_url)
+        for p in (p for p in pairs if p.id in ("ecssd_0049", "ecssd_0151")):  # subjects narrower than the photo
+            result = client.remove(p.image.read_bytes(), {"returnOnlyMask": True, "highQuality": True})
+            assert result.info["timings"]["second_pass_ms"] > 0, p.id
+            image = decode_image(p.image.read_bytes())
+            first = engine.run(to_model_pixels(image.rgb, spec)[None])[0]
+            direct, _ = high_quality_alpha(first, image.rgb, spec, engine.run, "uint8")
+            diff = np.abs(np.asarray(Image.open(io.BytesIO(result.data))).astype(np.int16) - direct)
+            assert diff.mean() <= 1.0, (p.id, diff.mean())

@@ -130,3 +130,31 @@ def test_bad_shaping_options_name_the_key_and_the_range(raw, field, fragment):
         parse_options(json.dumps(raw))
     assert info.value.field == field
     assert fragment in str(info.value)
+
+
+def test_roi_and_max_pixels():
+    opts = parse_options(json.dumps({"roi": [10, "5%", "100%", 400], "maxPixels": 250000}))
+    assert opts.roi == (10, "5%", "100%", 400) and opts.maxPixels == 250000
+    assert parse_options(opts.to_json()) == opts
+    for bad, fragment in (({"roi": [1, 2, 3]}, "list of 4 values"), ({"roi": [1, 2, 3, "x%"]}, "percentage"),
+                          ({"roi": [1, 2, 3, -4]}, "pixels 0..65500"), ({"maxPixels": 0}, "1..1000000000"),
+                          ({"maxPixels": 1.5}, "integer")):
+        with pytest.raises(RequestError, match=fragment):
+            parse_options(json.dumps(bad))
+
+
+def test_to_json_renders_only_what_differs_and_parses_back():
+    opts = parse_options(json.dumps({"outputFormat": "webp", "rgba": [1, 2, 3, 4], "cropMargin": "10%",
+                                     "position": [50, 100], "crop": True}))
+    assert json.loads(opts.to_json()) == {"outputFormat": "WEBP", "rgba": [1, 2, 3, 4], "crop": True,
+                                          "cropMargin": "10%", "position": [50.0, 100.0]}
+    assert parse_options(opts.to_json()) == opts and parse_options(Options().to_json()) == Options()
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None, [True]])
+def test_high_quality_is_a_strict_bool(value):
+    assert parse_options(b'{"highQuality": true}').highQuality is True
+    assert parse_options(b"{}").highQuality is False
+    with pytest.raises(RequestError) as info:
+        parse_options(json.dumps({"highQuality": value}))
+    assert info.value.field == "highQuality" and "must be true or false" in str(info.value)

@@ -290,10 +290,13 @@ def test_preprocess_refuses_an_impossible_output_before_the_model_runs():
 
 
 @pytest.mark.parametrize("options", [b"{}", b'{"rgba": [0, 0, 255, 128]}', b'{"outputFormat": "JPG"}',
-                                     b'{"returnOnlyMask": true}', b"background"])
+                                     b'{"returnOnlyMask": true}', b"background", b'{"highQuality": true}'])
 def test_postprocess_memory_per_output_pixel_is_bounded(options):
     """The README's per-request bound: postprocessing needs at most 20 bytes per output pixel
-    (plus decoding the BACKGROUND, itself bounded by decode's 12 bytes per pixel)."""
+    (plus decoding the BACKGROUND, itself bounded by decode's 12 bytes per pixel); highQuality's
+    second pass and decision included."""
+    from tests.python_backend.test_high_quality import BrightEngine
+
     h, w = 1500, 2000
     rng = np.random.default_rng(6)
     rgb = rng.integers(0, 256, (h // 10, w // 10, 3), dtype=np.uint8).repeat(10, 0).repeat(10, 1)
@@ -303,7 +306,23 @@ def test_postprocess_memory_per_output_pixel_is_bounded(options):
     prepared = steps.preprocess(buf.getvalue(), b"{}" if options == b"background" else options, spec)
     background = png_gray(1000, 750) if options == b"background" else None
     mask = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(1, 64, 64)
-    result, peak = peak_bytes(lambda: steps.postprocess(mask, prepared.pixels, prepared.meta, spec, background))
+    if b"highQuality" in options:  # a subject in the middle, so the second pass runs on its crop
+        mask = np.zeros((1, 64, 64), np.float32)
+        mask[:, 20:44, 16:48] = 1.0
+    result, peak = peak_bytes(lambda: steps.postprocess(mask, prepared.pixels, prepared.meta, spec, background,
+                                                        second_pass=BrightEngine()))
     assert isinstance(result, tuple), result
+    if b"highQuality" in options:
+        assert result[1]["timings"]["second_pass_ms"] > 0
     budget = 20 * h * w + (12 * 1000 * 750 if background else 0)
     assert peak < budget, f"{peak / (h * w):.1f} bytes per output pixel"
+
+
+def test_roi_keeps_the_subject_inside_the_region_only():
+    from rmbg_backend.mask import apply_roi
+
+    alpha = np.full((10, 20), 255, np.uint8)
+    out = apply_roi(alpha, (5, "20%", "50%", 8))
+    assert out[2:8, 5:10].min() == 255 and out.sum() == 255 * 6 * 5
+    assert apply_roi(alpha, (15, 0, 5, 10)).max() == 0  # an empty region: no subject anywhere
+    assert apply_roi(alpha, (0, 0, 10_000, 10_000)).min() == 255  # clamped to the image

@@ -322,3 +322,26 @@ def test_background_image_covers_the_shaped_canvas():
     pixels, mode = compose(out, a, o, background, fg)
     assert mode == "RGB" and pixels.shape == (90, 120, 3)
     assert (pixels[0, 0] == (0, 0, 255)).all() and (pixels[a == 255] == out.rgb[a == 255]).all()
+
+
+def test_max_pixels_scales_the_result_down_to_fit_and_never_up():
+    from rmbg_backend.shape import cap_pixels, capped_size
+
+    assert capped_size(1000, 500, 250_000) == (707, 353) and capped_size(400, 300, 250_000) == (400, 300)
+    assert capped_size(1000, 500, None) == (1000, 500) and capped_size(100_000, 1, 10) == (10, 1)
+    rgb = np.zeros((500, 1000, 3), np.uint8)
+    rgb[:, 500:] = 255
+    alpha = np.full((500, 1000), 200, np.uint8)
+    image, small_alpha, fg = cap_pixels(DecodedImage(rgb, None, "PNG", None), alpha, None, 250_000)
+    assert image.rgb.shape == (353, 707, 3) and small_alpha.shape == (353, 707) and fg is None
+    assert image.width * image.height <= 250_000
+    assert (small_alpha == 200).all() and image.rgb[0, 0, 0] == 0 and image.rgb[0, -1, 0] == 255  # area average
+
+
+def test_the_foreground_box_is_the_subjects_box_in_the_output():
+    from rmbg_backend.shape import foreground_box
+
+    alpha = np.zeros((40, 60), np.uint8)
+    alpha[10:20, 5:25] = 255
+    assert foreground_box(alpha) == {"left": 5, "top": 10, "width": 20, "height": 10}
+    assert foreground_box(np.zeros((4, 4), np.uint8)) is None

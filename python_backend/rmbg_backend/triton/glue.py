@@ -77,6 +77,28 @@ def respond_each(pb: Any, requests: list[Any], step: str,
     return responses
 
 
+class SecondPassError(RuntimeError):
+    """The engine refused or failed a highQuality second pass: the server's fault, that request's error."""
+
+
+def engine_call(pb: Any, model: str) -> Callable[[np.ndarray], np.ndarray]:
+    """Run the engine model ``model`` on one batch from inside a Python model (BLS).
+
+    The request joins the engine's dynamic batcher like any other. An error comes back as
+    SecondPassError naming the model, so only the request that asked for the pass fails.
+    """
+    def run(batch: np.ndarray) -> np.ndarray:
+        request = pb.InferenceRequest(model_name=model, inputs=[pb.Tensor(c.ENGINE_INPUT, batch)],
+                                      requested_output_names=[c.ENGINE_OUTPUT])
+        response = request.exec()
+        if response.has_error():
+            raise SecondPassError(f"the highQuality second pass on model {model!r} failed: "
+                                  f"{response.error().message()}")
+        return pb.get_output_tensor_by_name(response, c.ENGINE_OUTPUT).as_numpy()
+
+    return run
+
+
 def engine_responses(pb: Any, requests: list[Any], engine: Any) -> list[Any]:
     """``input`` of every request through ``engine.run_batch`` at once -> one ``mask`` response each.
 

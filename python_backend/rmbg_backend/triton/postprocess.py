@@ -9,12 +9,23 @@ import triton_python_backend_utils as pb
 
 from rmbg_backend import contract as c
 from rmbg_backend import steps
-from rmbg_backend.triton.glue import bytes_input, bytes_tensor, json_tensor, respond_each, step_settings
+from rmbg_backend.triton.glue import (
+    bytes_input,
+    bytes_tensor,
+    engine_call,
+    json_tensor,
+    model_parameters,
+    respond_each,
+    step_settings,
+)
 
 
 class TritonPythonModel:
     def initialize(self, args):
         self.spec, self.limits = step_settings(args)
+        # highQuality's second pass goes to the ensemble's own engine (named after the model)
+        self.second_pass = engine_call(pb, self.spec.name)
+        self.model_input = model_parameters(args).get("model_input", "float32")  # uint8 for gpu-torch
 
     def _handle(self, request):
         meta = json.loads(bytes_input(pb, request, c.META))
@@ -25,6 +36,8 @@ class TritonPythonModel:
             self.spec,
             bytes_input(pb, request, c.BACKGROUND, required=False),
             self.limits,
+            self.second_pass,
+            self.model_input,
         )
         return [bytes_tensor(pb, c.IMAGE_OUT, data), json_tensor(pb, c.INFO, info)]
 

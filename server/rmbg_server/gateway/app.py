@@ -26,13 +26,32 @@ from pydantic import TypeAdapter
 from rmbg_hosted.errors import InvalidInputError, RmbgError
 from rmbg_server.gateway.middleware import GatewayMiddleware
 from rmbg_server.gateway.responses import error_response
-from rmbg_server.gateway.routers import fal, files, gmi, operations, playground, sockets, tasks
+from rmbg_server.gateway.routers import (
+    clipdrop,
+    fal,
+    files,
+    gmi,
+    openai,
+    operations,
+    photoroom,
+    playground,
+    rembg,
+    removebg,
+    sockets,
+    tasks,
+)
 from rmbg_server.gateway.settings import GatewaySettings
 from rmbg_server.gateway.state import Gateway
 
 PROTOCOLS = (tasks, fal, gmi)  # each: router, render_error, and for its queued work PROTOCOL, run_job, ...
+IMAGE_APIS = (removebg, photoroom, clipdrop, rembg, openai)  # each answers with the image itself
 ERROR_SHAPES = ((tasks.PATH, tasks.render_error), (fal.PREFIX, fal.render_error),
-                (fal.APP_QUEUE_PREFIX, fal.render_error), (gmi.PATH, gmi.render_error))
+                (fal.APP_QUEUE_PREFIX, fal.render_error), (gmi.PATH, gmi.render_error),
+                (removebg.PATH, removebg.render_error), (removebg.ACCOUNT, removebg.render_error),
+                (photoroom.V1, photoroom.render_error), (photoroom.V2, photoroom.render_error),
+                (clipdrop.PATH, clipdrop.render_error), (rembg.PATH, rembg.render_error),
+                (openai.EDITS, openai.render_error), (openai.MODELS, openai.render_error))
+FORM_PATHS = (removebg.PATH, photoroom.V1, photoroom.V2, clipdrop.PATH, rembg.PATH, openai.EDITS)
 
 
 def _plain(error: RmbgError) -> JSONResponse:
@@ -78,12 +97,15 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             await gw.stop()
 
     app = FastAPI(title="rmbg gateway", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  description="The hosted background-removal APIs (Runware task arrays, fal, GMI queue) served by "
-                              "your own Triton. Authenticate with `Authorization: Bearer KEY` or `Key KEY`.")
+                  description="The background-removal APIs people already call (Runware task arrays and WebSocket, "
+                              "fal, GMI queue, remove.bg, Photoroom, Clipdrop, rembg's server, OpenAI-style images) "
+                              "served by your own Triton. Authenticate with `Authorization: Bearer KEY`, `Key KEY` or "
+                              "`X-Api-Key: KEY`.")
     app.state.gateway = gw
-    app.add_middleware(GatewayMiddleware, gateway=gw, shapes=ERROR_SHAPES, fallback=_plain)
+    app.add_middleware(GatewayMiddleware, gateway=gw, shapes=ERROR_SHAPES, fallback=_plain,
+                       rewrites=(fal.route_scope,), form_paths=FORM_PATHS)
     app.add_exception_handler(RequestValidationError, _invalid_body)  # type: ignore[arg-type]
-    for router in (*(p.router for p in PROTOCOLS), sockets.router, files.router, operations.router):
+    for router in (*(p.router for p in (*PROTOCOLS, *IMAGE_APIS)), sockets.router, files.router, operations.router):
         app.include_router(router)
     playground.mount(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -32,13 +32,17 @@ PUBLIC_PATHS = ("/healthz", "/readyz", "/", "/favicon.ico")
 HEALTH_PATHS = ("/healthz", "/readyz")  # probes: answered whatever Host they name
 PUBLIC_PREFIXES = ("/static/", "/files/")  # hosted outputs are signed capabilities (routers/files.py)
 Shapes = Sequence[tuple[str, Renderer]]  # (path prefix, renderer), longest prefix first
+Rewrite = Callable[[dict], dict]  # a protocol's own way of naming a route (fal's queue host), to its path
 
 
 class GatewayMiddleware:
-    def __init__(self, app: Callable, gateway: Gateway, shapes: Shapes, fallback: Renderer) -> None:
+    def __init__(self, app: Callable, gateway: Gateway, shapes: Shapes, fallback: Renderer,
+                 rewrites: Sequence[Rewrite] = (), form_paths: Sequence[str] = ()) -> None:
         self.app, self.gw = app, gateway
+        self.form_paths = tuple(form_paths)  # routes whose APIs send forms (remove.bg, OpenAI's images, ...)
         self.shapes = sorted(shapes, key=lambda item: -len(item[0]))
         self.fallback = fallback
+        self.rewrites = tuple(rewrites)
         self.own_hosts = own_hosts(gateway.settings.host, gateway.settings.public_url)
 
     def render(self, path: str, error: RmbgError) -> Response:
@@ -56,6 +60,8 @@ class GatewayMiddleware:
             return
         started = time.perf_counter()
         status = [500]
+        for rewrite in self.rewrites:
+            scope = rewrite(scope)
 
         async def send_status(message: dict) -> None:
             if message["type"] == "http.response.start":
@@ -64,7 +70,7 @@ class GatewayMiddleware:
 
         keyless = not self.gw.keys.enabled
         json_body = b"json" in dict(scope["headers"]).get(b"content-type", b"")
-        if scope["method"] in ("POST", "PUT") and not json_body and not keyless:
+        if scope["method"] in ("POST", "PUT") and not json_body and not keyless and not self.takes_forms(scope):
             # Every body here is JSON; curl -d without a Content-Type says form data. Read it as JSON.
             scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k != b"content-type"]
                      + [(b"content-type", b"application/json")]}
@@ -83,6 +89,9 @@ class GatewayMiddleware:
             self.gw.metrics.requests.labels(route, scope["method"], str(status[0])).inc()
             self.gw.metrics.latency.labels(route, scope["method"]).observe(time.perf_counter() - started)
 
+    def takes_forms(self, scope: dict) -> bool:
+        return scope["path"] in self.form_paths
+
     async def _socket(self, scope: dict, receive: Callable, send: Callable) -> None:
         """WebSockets authenticate in their first frame (routers/sockets.py); without keys, a page of
         another origin may not open one (cross-site WebSocket hijacking)."""
@@ -99,9 +108,13 @@ class GatewayMiddleware:
         if not keys.enabled or path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
             return None
         headers = dict(scope["headers"])
-        key_id = keys.identify(headers.get(b"authorization", b"").decode("latin-1"))
+        authorization = headers.get(b"authorization", b"").decode("latin-1")
+        if not authorization and b"x-api-key" in headers:  # remove.bg, Photoroom and Clipdrop send the key so
+            authorization = "Key " + headers[b"x-api-key"].decode("latin-1")
+        key_id = keys.identify(authorization)
         if key_id is None:
-            return AuthError("missing or unknown API key: send Authorization: Bearer KEY (or Key KEY)")
+            return AuthError("missing or unknown API key: send Authorization: Bearer KEY (or Key KEY, or X-Api-Key: "
+                             "KEY)")
         scope.setdefault("state", {})["tenant"] = key_id
         wait = keys.take(key_id)
         if wait:
@@ -116,6 +129,11 @@ class GatewayMiddleware:
         if scope["path"] in HEALTH_PATHS:
             return None
         headers = dict(scope["headers"])
+        site = headers.get(b"sec-fetch-site", b"none").decode("latin-1")
+        if site not in ("same-origin", "none"):  # a browser says where a request comes from: not from here
+            return InvalidInputError(f"requests from other sites ({site}) are refused: without API keys only this "
+                                     "gateway's own pages may call it", code="forbiddenOrigin", parameter="Origin",
+                                     status=403)
         host = host_name(headers.get(b"host", b"").decode("latin-1"))
         if host not in self.own_hosts:
             return InvalidInputError(f"this gateway answers to {', '.join(sorted(self.own_hosts))}, not to Host "
@@ -129,7 +147,10 @@ class GatewayMiddleware:
                                      "to serve other origins)", code="forbiddenOrigin", parameter="Origin",
                                      status=403)
         has_body = headers.get(b"content-length", b"0") != b"0" or b"transfer-encoding" in headers
-        if scope.get("method") in ("POST", "PUT", "PATCH") and has_body and not json_body:
+        form = headers.get(b"content-type", b"").split(b";")[0].strip() in (b"multipart/form-data",
+                                                                          b"application/x-www-form-urlencoded")
+        if scope.get("method") in ("POST", "PUT", "PATCH") and has_body and not json_body and not (
+                form and self.takes_forms(scope)):
             return InvalidInputError("must be sent as Content-Type: application/json (without API keys no other "
                                      "body type is taken, so a web page cannot post a form here)",
                                      code="unsupportedMediaType", parameter="Content-Type", status=415)
@@ -179,4 +200,4 @@ def own_hosts(bind: str, public_url: str | None) -> frozenset[str]:
         pass
     if public_url:
         names.add(host_name(urlsplit(public_url).netloc))
-    return frozenset(names)
+    return frozenset(names | {f"queue.{name}" for name in names})  # fal's clients call queue.$FAL_RUN_HOST

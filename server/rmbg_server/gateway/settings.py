@@ -88,7 +88,11 @@ class GatewaySettings(BaseSettings):
                                      "range, e.g. 10.0.0.0/8 (repeatable; images only)", **_flag("CIDR"))
     allow_callbacks_to: Listed = Field(default_factory=list, description="let webhooks and uploadEndpoint PUTs "
                                        "reach this non-public range (repeatable)", **_flag("CIDR"))
-    cost_per_image: float = Field(0.0, ge=0, description="the 'cost' of includeCost", **_flag("USD"))
+    cost_per_image: float = Field(0.0, ge=0, description="the 'cost' of includeCost, and the credits remove.bg's "
+                                  "and Clipdrop's headers say a request was charged", **_flag("USD"))
+    credit_balance: float | None = Field(None, ge=0, description="the balance remove.bg's /v1.0/account and "
+                                         "Clipdrop's x-remaining-credits report (none: this gateway meters nothing, "
+                                         "so they report none)", **_flag("CREDITS"))
     webhook_secret: str | None = Field(None, description="sign webhooks with HMAC-SHA256 (prefer the env form)")
     max_inflight: int = Field(64, ge=1, description="synchronous requests at once before 429")
     max_queued: int = Field(10_000, ge=1, description="queued async jobs before 429")

@@ -166,3 +166,13 @@ class Gateway:
 def gateway(request: Request) -> Gateway:
     """The app's Gateway, for routes (``Depends(gateway)``)."""
     return request.app.state.gateway
+
+
+def tenant_of(request: Request) -> str | None:
+    """The caller's tenant: its API key's id, set by the middleware (None without keys)."""
+    return request.scope.get("state", {}).get("tenant")
+
+
+def ports_of(request: Request) -> GatewayPorts:
+    """The flow's ports for this request's tenant."""
+    return GatewayPorts(gateway(request), tenant_of(request))

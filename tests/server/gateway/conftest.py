@@ -34,11 +34,11 @@ class GatewayProcess(cluster.GatewayProcess):
     with HTTP helpers for the tests."""
 
     def __init__(self, triton_url: str, data_dir: Path, *args: str, port: int | None = None,
-                 env: dict[str, str] | None = None, log: Path | None = None, cafile: Path | None = None) -> None:
+                 env: dict[str, str] | None = None, log: Path | None = None, ca: Path | None = None) -> None:
         port = port or free_port()
         super().__init__([triton_url], data_dir, port=port,
                          args=["--allow-fetch-from", "127.0.0.0/8", "--allow-callbacks-to", "127.0.0.0/8", *args],
-                         env=env, log_file=log or data_dir.parent / f"gateway-{port}.log", cafile=cafile)
+                         env=env, log_file=log or data_dir.parent / f"gateway-{port}.log", ca=ca)
 
     def start(self, timeout: float = 90.0, *, wait_for: str = "/readyz") -> GatewayProcess:
         super().start(timeout, wait_for=wait_for)
@@ -46,8 +46,8 @@ class GatewayProcess(cluster.GatewayProcess):
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         url = path if path.startswith("http") else f"{self.url}{path}"
-        if self.cafile:
-            kwargs.setdefault("verify", ssl.create_default_context(cafile=str(self.cafile)))
+        if self.ca:
+            kwargs.setdefault("verify", ssl.create_default_context(cafile=str(self.ca)))
         return httpx.request(method, url, timeout=kwargs.pop("timeout", 180), **kwargs)
 
     def post(self, path: str, body: Any = None, **kwargs: Any) -> httpx.Response:
@@ -129,6 +129,6 @@ def images(http_server, pairs) -> dict[str, bytes]:
 def test_ca(tmp_path_factory):
     """A throwaway CA and a server certificate for 127.0.0.1, localhost, gw.test and queue.gw.test (made
     with openssl, as the README shows): the official SDKs speak TLS to the gateway trusting only it."""
-    from tests.harness.sdks import TestCA
+    from tests.harness.tls import make_test_ca
 
-    return TestCA(tmp_path_factory.mktemp("test-ca"))
+    return make_test_ca(tmp_path_factory.mktemp("test-ca"))

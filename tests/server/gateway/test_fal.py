@@ -5,11 +5,16 @@ from __future__ import annotations
 import base64
 import copy
 import io
+import json
+import time
+from urllib.parse import quote
 
 import pytest
 from PIL import Image
 
-from tests.server.gateway.conftest import hosted_examples, relocate
+from rmbg_hosted.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from tests.harness.cluster import WebhookReceiver
+from tests.server.gateway.conftest import WEBHOOK_SECRET, hosted_examples, relocate
 
 pytestmark = pytest.mark.triton
 
@@ -134,3 +139,40 @@ def test_fal_queue_replace_and_a_failing_job(gateway, images, http_server):
     assert "HTTP 404" in status["error"]
     failed = gateway.get(bad["response_url"])
     assert failed.status_code == 422 and failed.json()["detail"][0]["loc"] == ["body", "image_url"]
+
+
+def test_the_queue_host_and_the_js_clients_proxy_form_reach_the_queue(gateway, images, http_server):
+    """fal-client posts to https://queue.$FAL_RUN_HOST/...; @fal-ai/client's proxyUrl names the target in a header."""
+    sent = example("remove", http_server.base)
+    host = gateway.url.split("//", 1)[1]
+    by_host = gateway.post("/fal-ai/bria/background/remove", sent, headers={"Host": f"queue.{host}"}).json()
+    assert set(by_host) == {"request_id", "status_url", "response_url", "cancel_url"}
+    assert by_host["status_url"].startswith(f"http://queue.{host}/queue/fal-ai/bria/background/remove/requests/")
+    proxied = gateway.post("/api/fal/proxy", sent,
+                           headers={"x-fal-target-url": "https://queue.fal.run/fal-ai/bria/background/remove"}).json()
+    rid = proxied["request_id"]
+    status = gateway.wait_for("/api/fal/proxy", lambda r: r.json()["status"] == "COMPLETED", headers={
+        "x-fal-target-url": f"https://queue.fal.run/fal-ai/bria/requests/{rid}/status?logs=1"}).json()
+    assert [line["message"] for line in status["logs"]] == ["request queued", "request completed"]
+    assert gateway.get(proxied["status_url"]).json()["logs"] is None  # without ?logs=1 the key is there, null
+    sync = gateway.post("/anything", sent, headers={"x-fal-target-url": "https://fal.run/fal-ai/bria/background/remove"})
+    assert sync.status_code == 200 and sync.json()["image"]["url"]
+
+
+def test_fal_webhook_receives_fals_body(gateway, images, http_server):
+    with WebhookReceiver() as receiver:
+        sent = example("remove", http_server.base)
+        q = gateway.post(f"/queue/fal-ai/bria/background/remove?fal_webhook={quote(receiver.url)}", sent).json()
+        failing = gateway.post(f"/queue/fal-ai/bria/background/remove?fal_webhook={quote(receiver.url)}",
+                               {"image_url": f"{http_server.base}/missing.jpg"}).json()
+        deadline = time.monotonic() + 120
+        while len(receiver.deliveries) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+    bodies = {json.loads(d.raw)["request_id"]: json.loads(d.raw) for d in receiver.deliveries}
+    ok, error = bodies[q["request_id"]], bodies[failing["request_id"]]
+    assert ok["status"] == "OK" and ok["gateway_request_id"] == q["request_id"] and ok["payload"]["image"]["url"]
+    assert error["status"] == "ERROR" and error["payload"]["detail"][0]["loc"] == ["body", "image_url"]
+    assert all(verify_signature(WEBHOOK_SECRET, d.headers[TIMESTAMP_HEADER], d.headers[SIGNATURE_HEADER], d.raw)
+               for d in receiver.deliveries)
+    refused = gateway.post("/queue/fal-ai/bria/background/remove?fal_webhook=ftp://x/y", sent)
+    assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["body", "fal_webhook"]

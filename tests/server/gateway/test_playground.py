@@ -252,3 +252,21 @@ def test_a_canvas_compares_the_result_with_the_input_placed_alike(page, gateway,
     assert np.array_equal(shown[placed][:, :3], framed[placed][:, :3]) and (shown[placed][:, 3] == 255).all()
     assert (shown[~placed][:, 3] == 0).all()
     assert np.array_equal(np.asarray(result), framed)  # a transparent PNG result is its own framing
+
+
+def test_high_quality_checkbox_sets_the_option(page):
+    assert "highQuality" not in page.execute_script("return buildSettings();")
+    page.find_element("id", "highQuality").click()
+    assert page.execute_script("return buildSettings();")["highQuality"] is True
+
+
+def test_docs_render_offline_from_the_gateways_own_assets(browser, gateway):
+    """/docs is Swagger UI from static/swagger-ui (vendored): the routes show with no CDN reachable."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{gateway.url}/docs")
+    WebDriverWait(browser, 60).until(lambda d: len(d.find_elements("css selector", ".opblock")) > 10)
+    paths = {e.text for e in browser.find_elements("css selector", ".opblock-summary-path")}
+    assert {"/v1", "/fal-ai/bria/background/remove", "/v1.0/removebg", "/v1/images/edits"} <= paths
+    loaded = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert loaded and all(url.startswith(gateway.url) for url in loaded), loaded

@@ -78,7 +78,7 @@ def gw(gateway_factory, test_ca):
     """HTTPS with a key and signed webhooks; the endpoint served by IS-Net (the session's BiRefNet has
     synthetic weights, whose masks say nothing)."""
     return gateway_factory("--tls-cert", str(test_ca.cert), "--tls-key", str(test_ca.key), "--api-key", API_KEY,
-                           "--webhook-secret", WEBHOOK_SECRET, "--alias", f"{APP}=isnet", cafile=test_ca.ca)
+                           "--webhook-secret", WEBHOOK_SECRET, "--alias", f"{APP}=isnet", ca=test_ca.ca)
 
 
 @pytest.fixture(scope="module")

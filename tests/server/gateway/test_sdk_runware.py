@@ -68,7 +68,7 @@ print(json.dumps(asyncio.run(main())))
 @pytest.fixture(scope="module")
 def gw(gateway_factory, test_ca):
     return gateway_factory("--tls-cert", str(test_ca.cert), "--tls-key", str(test_ca.key), "--api-key", API_KEY,
-                           "--webhook-secret", WEBHOOK_SECRET, cafile=test_ca.ca)
+                           "--webhook-secret", WEBHOOK_SECRET, ca=test_ca.ca)
 
 
 @pytest.fixture(scope="module")

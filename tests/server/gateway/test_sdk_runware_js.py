@@ -45,7 +45,7 @@ process.exit(0);
 @pytest.fixture(scope="module")
 def gw(gateway_factory, test_ca):
     return gateway_factory("--tls-cert", str(test_ca.cert), "--tls-key", str(test_ca.key), "--api-key", API_KEY,
-                           cafile=test_ca.ca)
+                           ca=test_ca.ca)
 
 
 @pytest.fixture(scope="module")

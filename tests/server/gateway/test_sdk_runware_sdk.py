@@ -63,7 +63,7 @@ print(json.dumps(asyncio.run(main())))
 def gw(gateway_factory, test_ca):
     """One HTTPS/WSS gateway with an API key and signed webhooks for the module."""
     return gateway_factory("--tls-cert", str(test_ca.cert), "--tls-key", str(test_ca.key), "--api-key", API_KEY,
-                           "--webhook-secret", WEBHOOK_SECRET, cafile=test_ca.ca)
+                           "--webhook-secret", WEBHOOK_SECRET, ca=test_ca.ca)
 
 
 @pytest.fixture(scope="module")

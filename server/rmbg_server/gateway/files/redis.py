@@ -11,14 +11,7 @@ import secrets
 import time
 from importlib import resources
 
-from rmbg_server.gateway.files.store import (
-    FileStore,
-    QuotaExceeded,
-    StoredFile,
-    check_uuid,
-    file_name,
-    parse_name,
-)
+from rmbg_server.gateway.files.store import FileStore, QuotaExceeded, StoredFile, check_uuid, file_name, parse_name
 
 
 class RedisFileStore(FileStore):

@@ -8,7 +8,9 @@ shape, which is FastAPI's: ``{"detail": [{"loc": ["body", PARAM], "msg", "type"}
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -16,12 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from rmbg_backend.options import Options
 from rmbg_hosted.errors import InvalidInputError, RmbgError
+from rmbg_hosted.fetch import resolve
 from rmbg_hosted.flow import Fields, Output, Removal, run_task
 from rmbg_hosted.inputs import to_data_uri
 from rmbg_server.gateway.jobs import Job
 from rmbg_server.gateway.ports import GatewayPorts
 from rmbg_server.gateway.responses import BlobJSONResponse, error_response
-from rmbg_server.gateway.state import gateway
+from rmbg_server.gateway.state import gateway, ports_of
 
 PREFIX = "/fal-ai/bria/background"
 QUEUE_PREFIX = "/queue/fal-ai/bria/background"
@@ -88,8 +91,9 @@ class FalStatus(BaseModel):
     request_id: str
     response_url: str | None = None
     queue_position: int | None = None
-    logs: list[dict[str, Any]] | None = None
+    logs: list[dict[str, Any]] | None = Field(None, description="with ?logs=1: what happened to the request")
     error: str | None = None
+    error_type: str | None = None
 
 
 STATUS = {"queued": "IN_QUEUE", "processing": "IN_PROGRESS", "completed": "COMPLETED", "failed": "COMPLETED",
@@ -144,10 +148,6 @@ def ignored(body: FalRemoveRequest | FalReplaceRequest) -> dict[str, str]:
     return {"X-Rmbg-Ignored": ", ".join(names)} if names else {}
 
 
-def ports_of(request: Request) -> GatewayPorts:
-    return GatewayPorts(gateway(request), request.scope.get("state", {}).get("tenant"))
-
-
 async def run_now(request: Request, operation: str, body: FalRemoveRequest | FalReplaceRequest) -> Response:
     gw = gateway(request)
     try:
@@ -175,8 +175,17 @@ async def fal_replace(request: Request, body: FalReplaceRequest) -> Response:
 
 # -- the queue ---------------------------------------------------------------------------------
 
+def origin(request: Request) -> str:
+    """Where the caller reached us (``--public-url`` first): fal's clients use the returned URLs as given."""
+    settings = gateway(request).settings
+    if settings.public_url:
+        return settings.base_url
+    host = request.headers.get("host") or f"{settings.host}:{settings.port}"
+    return f"{settings.scheme}://{host}"
+
+
 def handle(request: Request, operation: str, request_id: str) -> dict[str, str]:
-    base = f"{gateway(request).settings.base_url}{QUEUE_PREFIX}/{operation}/requests/{request_id}"
+    base = f"{origin(request)}{QUEUE_PREFIX}/{operation}/requests/{request_id}"
     return {"request_id": request_id, "response_url": base, "status_url": f"{base}/status",
             "cancel_url": f"{base}/cancel"}
 
@@ -184,14 +193,17 @@ def handle(request: Request, operation: str, request_id: str) -> dict[str, str]:
 async def enqueue(request: Request, operation: str, body: FalRemoveRequest | FalReplaceRequest) -> Response:
     gw = gateway(request)
     ports = ports_of(request)
+    webhook = request.query_params.get("fal_webhook")
     try:
+        if webhook is not None:
+            await check_webhook(webhook, ports)
         kept, blobs = await ports.accept(removal(operation, body, host=True))
         stored = body.model_dump(exclude_unset=True) | {"image_url": kept.image}
         if kept.background is not None and isinstance(body, FalReplaceRequest):
             stored |= {"ref_image_url": kept.background, "ref_image_file": None}
         request_id = str(uuid.uuid4())
         await gw.submit(Job(id=request_id, protocol=PROTOCOL, ttl_s=gw.settings.ttl, tenant=ports.tenant,
-                            blobs=blobs, request={"operation": operation, "input": stored}))
+                            blobs=blobs, webhook_url=webhook, request={"operation": operation, "input": stored}))
     except RmbgError as exc:
         return render_error(exc)
     return JSONResponse(handle(request, operation, request_id), headers=ignored(body))
@@ -205,6 +217,13 @@ async def fal_queue_remove(request: Request, body: FalRemoveRequest) -> Response
 @router.post(f"{QUEUE_PREFIX}/replace", response_model=FalQueued, tags=["fal queue"])
 async def fal_queue_replace(request: Request, body: FalReplaceRequest) -> Response:
     return await enqueue(request, "replace", body)
+
+
+async def check_webhook(url: str, ports: GatewayPorts) -> None:
+    """``fal_webhook`` is checked at submit, like an image URL: its form and the address it resolves to."""
+    if not url.lower().startswith(("http://", "https://")):
+        raise InvalidInputError("must be an http(s) URL", parameter="fal_webhook")
+    await resolve(url, ports.callback_policy, what="fal_webhook")
 
 
 async def queued_job(request: Request, request_id: str) -> Job:
@@ -224,9 +243,26 @@ async def status(request: Request, request_id: str) -> Response:
         return render_error(exc)
     urls = handle(request, job.request["operation"], request_id)
     error = message_of(job.error) if job.status == "failed" else "cancelled" if job.status == "cancelled" else None
+    with_logs = request.query_params.get("logs", "").lower() in ("1", "true")
     body = FalStatus(status=STATUS[job.status], request_id=request_id, response_url=urls["response_url"],
-                     queue_position=0 if job.status == "queued" else None, logs=[], error=error)
-    return JSONResponse(body.model_dump(exclude_none=True))
+                     queue_position=0 if job.status == "queued" else None, logs=logs_of(job) if with_logs else None,
+                     error=error, error_type=(job.error or {}).get("detail", [{}])[0].get("type") if isinstance(
+                         (job.error or {}).get("detail"), list) and job.status == "failed" else None)
+    # fal's clients read `logs` (null without ?logs=1) and `queue_position` by key: they are always there
+    return JSONResponse(body.model_dump(exclude_none=True) | {"logs": body.logs})
+
+
+def logs_of(job: Job) -> list[dict[str, Any]]:
+    """fal's log lines for a request, from what the job store knows of it."""
+    def line(message: str, at: float, level: str = "INFO") -> dict[str, Any]:
+        stamp = datetime.fromtimestamp(at, UTC).isoformat()
+        return {"message": message, "level": level, "source": "rmbg", "timestamp": stamp}
+
+    lines = [line("request queued", job.created_at)]
+    if job.status != "queued":
+        lines.append(line(f"processing (attempt {max(job.attempts, 1)})" if job.status == "processing"
+                          else f"request {job.status}", job.updated_at, "ERROR" if job.status == "failed" else "INFO"))
+    return lines
 
 
 async def result(request: Request, request_id: str) -> Response:
@@ -282,3 +318,21 @@ def webhook_body(job: Job) -> dict[str, Any]:
     ok = job.status == "completed"
     return {"request_id": job.id, "gateway_request_id": job.id, "status": "OK" if ok else "ERROR",
             "payload": job.result if ok else job.error, **({} if ok else {"error": "the request failed"})}
+
+
+def route_scope(scope: dict) -> dict:
+    """fal's clients reach the queue at ``queue.$FAL_RUN_HOST`` and, through a proxy (the JS client's
+    ``proxyUrl``), name the real target in ``x-fal-target-url``: both are served as the route they name."""
+    headers = dict(scope["headers"])
+    target = headers.get(b"x-fal-target-url")
+    if target is not None:
+        parts = urlsplit(target.decode("latin-1"))
+        queued = (parts.hostname or "").startswith("queue.")
+        path = parts.path or "/"
+        scope = {**scope, "path": path, "raw_path": path.encode(), "query_string": parts.query.encode()}
+    else:
+        queued = headers.get(b"host", b"").startswith(b"queue.")
+    if queued and scope["path"].startswith("/fal-ai/"):
+        path = "/queue" + scope["path"]
+        scope = {**scope, "path": path, "raw_path": path.encode()}
+    return scope

@@ -19,7 +19,7 @@ from rmbg_hosted.flow import Fields, Removal, run_task
 from rmbg_server.gateway.jobs import Job
 from rmbg_server.gateway.ports import GatewayPorts
 from rmbg_server.gateway.responses import error_response
-from rmbg_server.gateway.state import gateway
+from rmbg_server.gateway.state import gateway, ports_of
 
 PATH = "/api/v1/ie/requestqueue/apikey/requests"
 PROTOCOL = "gmi"
@@ -78,7 +78,7 @@ def removal(request: GmiRequest) -> Removal:
 @router.post(PATH, response_model=GmiSubmitted, summary="Queue a background removal")
 async def submit(request: Request, body: GmiRequest) -> Response:
     gw = gateway(request)
-    ports = GatewayPorts(gw, request.scope.get("state", {}).get("tenant"))
+    ports = ports_of(request)
     try:
         kept, blobs = await ports.accept(removal(body))  # a forbidden URL or a bad model: refused now
         stored = body.model_dump() | {"payload": {"image": kept.image}}
@@ -93,7 +93,7 @@ async def submit(request: Request, body: GmiRequest) -> Response:
 @router.get(PATH + "/{request_id}", response_model=GmiStatus, response_model_exclude_none=True,
             summary="Status and, once done, outcome.media_urls")
 async def status(request: Request, request_id: str) -> Response:
-    ports = GatewayPorts(gateway(request), request.scope.get("state", {}).get("tenant"))
+    ports = ports_of(request)
     try:
         job = await ports.job(request_id, PROTOCOL, parameter="request_id")
     except RmbgError as exc:

@@ -20,7 +20,7 @@ from rmbg_hosted.tasks import GetResponseTask, RemoveBackgroundTask, handle_task
 from rmbg_server.gateway.jobs import Job
 from rmbg_server.gateway.ports import GatewayPorts
 from rmbg_server.gateway.responses import BlobJSONResponse, error_response
-from rmbg_server.gateway.state import gateway
+from rmbg_server.gateway.state import gateway, ports_of
 
 PATH = "/v1"
 PROTOCOL = "task"
@@ -95,7 +95,7 @@ async def tasks(request: Request) -> Response:
         return render_error(InvalidInputError(f"must hold 1 to {limit} tasks, got {len(items)}", parameter="body"))
     units = sum(1 for t in items if isinstance(t, dict) and t.get("taskType") == "removeBackground"
                 and t.get("deliveryMethod") != "async")
-    ports = GatewayPorts(gw, request.scope.get("state", {}).get("tenant"))
+    ports = ports_of(request)
     try:
         with gw.admit(units):
             outcomes = await asyncio.gather(*(handle_task(item, ports) for item in items))

@@ -22,7 +22,8 @@ const filled = (id) => $(id).value.trim() !== "";
 // so the server's defaults apply to the rest.
 function buildSettings() {
   const s = {};
-  for (const id of ["returnOnlyMask", "postProcessMask", "preserveAlpha", "refineForeground", "crop", "shadow"]) {
+  for (const id of ["returnOnlyMask", "postProcessMask", "preserveAlpha", "refineForeground", "crop", "shadow",
+                    "highQuality"]) {
     if (checked(id)) s[id] = true;
   }
   if (checked("useColour")) {
