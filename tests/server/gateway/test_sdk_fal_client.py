@@ -60,6 +60,15 @@ def main():
     if mode == "webhook":
         handle = fal_client.submit(app, arguments=arguments, webhook_url=args["webhook"])
         return {"request_id": handle.request_id}
+    if mode == "failing":  # accepted, then failed: the final status, then the result raises
+        handle = fal_client.submit(app, arguments=arguments, webhook_url=args["webhook"])
+        final = [status(s) for s in handle.iter_events(with_logs=False)][-1]
+        try:
+            handle.get()
+        except fal_client.FalClientHTTPError as e:
+            return {"request_id": handle.request_id, "final": final,
+                    "error": {"type": type(e).__name__, "status": e.status_code, "detail": e.message}}
+        return {"request_id": handle.request_id, "final": final}
     raise ValueError(mode)
 
 
@@ -175,3 +184,24 @@ def test_errors_are_the_clients_own(gw, test_ca, hosts, photo):
     assert unreachable["detail"][0]["loc"][-1] == "image_url" and closed in unreachable["detail"][0]["msg"]
     bad_key = run(gw, test_ca, hosts, "run", {"image_url": url}, key="not-a-key")["error"]
     assert bad_key["type"] == "FalClientHTTPError" and bad_key["status"] == 401, bad_key
+
+
+def test_a_queued_request_that_fails(gw, test_ca, hosts):
+    """An image that cannot be fetched is accepted and fails in the queue: the status is ``Completed``
+    with its ``error``, ``result`` raises FalClientHTTPError 422 naming ``image_url``, and the webhook
+    says ``"status": "ERROR"`` with a message in ``error`` and the detail as its payload (fal's
+    webhook documentation: "The error property will contain a message and the payload will provide
+    the error details")."""
+    closed = f"http://127.0.0.1:{free_port()}/gone.jpg"  # nothing listens there
+    with WebhookReceiver() as receiver:
+        out = run(gw, test_ca, hosts, "failing", {"image_url": closed}, webhook=receiver.url)
+        assert "final" in out, out
+        gw.wait_for("/healthz", lambda _: bool(receiver.deliveries), timeout=30)
+        [delivery] = receiver.deliveries
+    assert out["final"]["type"] == "Completed" and closed in out["final"]["error"], out["final"]
+    assert out["error"]["type"] == "FalClientHTTPError" and out["error"]["status"] == 422, out["error"]
+    assert out["error"]["detail"][0]["loc"][-1] == "image_url"
+    body = json.loads(delivery.raw)
+    assert body["request_id"] == out["request_id"] and body["status"] == "ERROR"
+    assert body["payload"]["detail"][0]["loc"][-1] == "image_url"
+    assert isinstance(body.get("error"), str) and body["error"], body
