@@ -116,13 +116,25 @@ class Sdk:
             raise
         (self.home / MARKER).write_text(self.requirement + "\n")
 
+    def _guard(self) -> Path:
+        """The loopback-only resolver for this SDK's language, written beside its scripts."""
+        folder = self.home / "guard"
+        folder.mkdir(exist_ok=True)
+        name, text = (("sitecustomize.py", LOOPBACK_ONLY_PY) if self.language == "python"
+                      else ("loopback-only.cjs", LOOPBACK_ONLY_JS))
+        if not (folder / name).is_file() or (folder / name).read_text() != text:
+            (folder / name).write_text(text)
+        return folder / name
+
     def run(self, script: str, *, args: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
-            timeout: float = 120.0, path: Sequence[Path] = ()) -> Any:
+            timeout: float = 120.0, hosts: Sequence[str] = ()) -> Any:
         """Run ``script`` (Python source, or an ES module for Node) in this SDK's interpreter and return
         the JSON document its last stdout line holds. ``args`` reach the script as JSON in ``RMBG_ARGS``.
 
         The environment is minimal and explicit (no proxy variables, no key of the host's shell):
-        ``HOME`` inside the SDK's folder, so no user configuration of the SDK is read either."""
+        ``HOME`` inside the SDK's folder, so no user configuration of the SDK is read either. The
+        process resolves only loopback names, and ``hosts`` to 127.0.0.1 (``LOOPBACK_ONLY``): an SDK
+        that tried to reach its vendor would fail the test instead of leaving the machine."""
         self.install()
         scripts = self.home / "scripts"
         scripts.mkdir(exist_ok=True)
@@ -132,8 +144,12 @@ class Sdk:
         child_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.home),
                      "LANG": "C.UTF-8", "RMBG_ARGS": json.dumps(dict(args or {})),
                      "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
-        if path:
-            child_env["PYTHONPATH"] = os.pathsep.join(str(p) for p in path)
+        guard = self._guard()
+        child_env["RMBG_TEST_HOSTS"] = ",".join(hosts)
+        if self.language == "python":
+            child_env["PYTHONPATH"] = str(guard.parent)
+        else:
+            child_env["NODE_OPTIONS"] = f"--require={guard}"
         try:
             done = subprocess.run([*self.interpreter, str(file)], cwd=self.home, env=child_env,
                                   capture_output=True, text=True, timeout=timeout)
@@ -191,13 +207,15 @@ def check_cutout(data: bytes, size: tuple[int, int]) -> None:
     assert (alpha < 16).mean() > 0.05 and (alpha > 240).mean() > 0.05, "the mask removed nothing or everything"
 
 
-# Host names the Python clients resolve to loopback. fal-client always speaks https to
-# ``FAL_RUN_HOST`` and derives its queue host as ``queue.<FAL_RUN_HOST>``; a name with a subdomain
-# is needed for that, and nothing on this machine (no /etc/hosts edit, no DNS server) should change
-# for a test. This ``sitecustomize`` module, first on the SDK process's PYTHONPATH, answers those
-# names in ``socket.getaddrinfo`` and passes every other name through.
-SITECUSTOMIZE = '''\
-"""Test-only: resolve RMBG_TEST_HOSTS (comma-separated names) to 127.0.0.1; every other name as usual."""
+# Name resolution in the SDK processes: loopback only. fal-client always speaks https to
+# ``FAL_RUN_HOST`` and derives its queue host as ``queue.<FAL_RUN_HOST>``, so its tests need names
+# with a subdomain (``RMBG_TEST_HOSTS``, answered with 127.0.0.1), and nothing on this machine (no
+# /etc/hosts edit, no DNS server) should change for a test. Every other name but ``localhost``
+# is refused, so a vendor host an SDK reaches for (schemas.runware.ai, rest.fal.ai) fails loudly.
+# Python loads this as ``sitecustomize`` (first on PYTHONPATH); Node with ``--require``.
+LOOPBACK_ONLY_PY = '''\
+"""Test-only: RMBG_TEST_HOSTS resolve to 127.0.0.1, loopback names and addresses as usual, the rest fails."""
+import ipaddress
 import os
 import socket
 
@@ -205,23 +223,61 @@ _names = {n.strip().lower() for n in os.environ.get("RMBG_TEST_HOSTS", "").split
 _real = socket.getaddrinfo
 
 
+def _loopback(host):
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
 def _getaddrinfo(host, *args, **kwargs):
     if isinstance(host, bytes):
         host = host.decode()
-    if isinstance(host, str) and host.lower().rstrip(".") in _names:
-        host = "127.0.0.1"
+    if isinstance(host, str):
+        name = host.lower().rstrip(".")
+        if name in _names:
+            host = "127.0.0.1"
+        elif not _loopback(name):
+            raise socket.gaierror(socket.EAI_NONAME, f"{host}: not a loopback name (SDK tests stay on this machine)")
     return _real(host, *args, **kwargs)
 
 
 socket.getaddrinfo = _getaddrinfo
 '''
 
-
-def host_map(directory: Path) -> Path:
-    """A folder holding the ``sitecustomize`` above, for ``Sdk.run(path=[...])``."""
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    return directory
+LOOPBACK_ONLY_JS = '''\
+// Test-only: RMBG_TEST_HOSTS resolve to 127.0.0.1, loopback names as usual, every other name fails.
+"use strict";
+const dns = require("dns");
+const names = new Set((process.env.RMBG_TEST_HOSTS || "").split(",").filter(Boolean));
+const loopback = (h) => h === "localhost" || /^127\\./.test(h) || h === "::1";
+const real = dns.lookup;
+dns.lookup = function lookup(hostname, options, callback) {
+  const cb = typeof options === "function" ? options : callback;
+  const name = String(hostname).toLowerCase().replace(/\\.$/, "");
+  if (names.has(name)) return real.call(this, "127.0.0.1", options, callback);
+  if (!loopback(name)) {
+    const error = new Error(`${hostname}: not a loopback name (SDK tests stay on this machine)`);
+    error.code = "ENOTFOUND";
+    process.nextTick(cb, error);
+    return {};
+  }
+  return real.call(this, hostname, options, callback);
+};
+const realPromise = dns.promises.lookup;
+dns.promises.lookup = async function lookup(hostname, options) {
+  const name = String(hostname).toLowerCase().replace(/\\.$/, "");
+  if (names.has(name)) return realPromise.call(this, "127.0.0.1", options);
+  if (!loopback(name)) {
+    const error = new Error(`${hostname}: not a loopback name (SDK tests stay on this machine)`);
+    error.code = "ENOTFOUND";
+    throw error;
+  }
+  return realPromise.call(this, hostname, options);
+};
+'''
 
 
 if __name__ == "__main__":  # `python -m tests.harness.sdks`: install every SDK (CI warms the cache with it)

@@ -6,7 +6,7 @@ from a request id at ``/<owner>/<alias>/requests/<id>``), while a handle from ``
 ``status_url``/``response_url`` the gateway returned. So the gateway serves TLS (a test CA, trusted
 through ``SSL_CERT_FILE``) and answers the ``queue.`` host with its queue routes. The names
 ``gw.test`` and ``queue.gw.test`` resolve to 127.0.0.1 inside the client's process only
-(``tests/harness/sdks.py``, ``host_map``), as DNS would point both at the gateway in a deployment.
+(``tests/harness/sdks.py``), as DNS would point both at the gateway in a deployment.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from PIL import Image
 from rmbg_hosted.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from rmbg_server.launcher import free_port
 from tests.harness.cluster import WebhookReceiver
-from tests.harness.sdks import FAL_CLIENT, check_cutout, host_map
+from tests.harness.sdks import FAL_CLIENT, check_cutout
 from tests.server.gateway.conftest import API_KEY, WEBHOOK_SECRET
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
@@ -95,22 +95,16 @@ def photo(http_server, small_jpeg) -> tuple[str, tuple[int, int]]:
     return f"{http_server.base}/sdk/fal-client.jpg", Image.open(io.BytesIO(small_jpeg)).size
 
 
-@pytest.fixture(scope="module")
-def hosts(tmp_path_factory):
-    return host_map(tmp_path_factory.mktemp("fal-hosts"))
-
-
-def run(gw, test_ca, hosts, mode: str, arguments: dict, *, key: str = API_KEY, queue: str = "subdomain",
+def run(gw, test_ca, mode: str, arguments: dict, *, key: str = API_KEY, queue: str = "subdomain",
         **extra: str) -> dict:
     """Run the client with ``FAL_RUN_HOST`` alone (the queue at ``queue.gw.test``, which resolves to the
     gateway), or with ``queue="path"``: ``FAL_QUEUE_RUN_HOST=127.0.0.1:PORT/queue``, the gateway's
     ``/queue/...`` routes, for a deployment without a DNS name for the queue host."""
-    env = {"FAL_KEY": key, "FAL_RUN_HOST": f"{HOST}:{gw.port}", "SSL_CERT_FILE": str(test_ca.ca),
-           "RMBG_TEST_HOSTS": f"{HOST},queue.{HOST}"}
+    env = {"FAL_KEY": key, "FAL_RUN_HOST": f"{HOST}:{gw.port}", "SSL_CERT_FILE": str(test_ca.ca)}
     if queue == "path":
         env["FAL_QUEUE_RUN_HOST"] = f"127.0.0.1:{gw.port}/queue"
     return FAL_CLIENT.run(CLIENT, args={"app": APP, "arguments": arguments, "mode": mode, **extra}, env=env,
-                          path=[hosts], timeout=120)
+                          hosts=[HOST, f"queue.{HOST}"], timeout=120)
 
 
 def image_of(gw, result: dict, size: tuple[int, int]) -> None:
@@ -123,19 +117,19 @@ def image_of(gw, result: dict, size: tuple[int, int]) -> None:
 
 
 @pytest.mark.parametrize("mode", ["run", "run_async"])
-def test_run(gw, test_ca, hosts, photo, mode):
+def test_run(gw, test_ca, photo, mode):
     url, size = photo
-    out = run(gw, test_ca, hosts, mode, {"image_url": url})
+    out = run(gw, test_ca, mode, {"image_url": url})
     assert "result" in out, out
     image_of(gw, out["result"], size)
 
 
 @pytest.mark.parametrize("queue", ["subdomain", "path"])
-def test_submit_status_result(gw, test_ca, hosts, photo, queue):
+def test_submit_status_result(gw, test_ca, photo, queue):
     """``submit`` on the queue host, the handle's events with logs, its result, and ``status``/``result``
     by request id (the ``/fal-ai/bria/requests/<id>`` routes of the queue host)."""
     url, size = photo
-    out = run(gw, test_ca, hosts, "submit", {"image_url": url}, queue=queue)
+    out = run(gw, test_ca, "submit", {"image_url": url}, queue=queue)
     assert "result" in out, out
     assert out["events"][-1]["type"] == "Completed" and isinstance(out["events"][-1]["logs"], list)
     assert all(e["type"] in ("Queued", "InProgress", "Completed") for e in out["events"])
@@ -145,21 +139,21 @@ def test_submit_status_result(gw, test_ca, hosts, photo, queue):
 
 
 @pytest.mark.parametrize("queue", ["subdomain", "path"])
-def test_subscribe(gw, test_ca, hosts, photo, queue):
+def test_subscribe(gw, test_ca, photo, queue):
     url, size = photo
-    out = run(gw, test_ca, hosts, "subscribe", {"image_url": url}, queue=queue)
+    out = run(gw, test_ca, "subscribe", {"image_url": url}, queue=queue)
     assert "result" in out, out
     assert out["request_id"] and out["updates"] and out["updates"][-1]["type"] == "Completed"
     image_of(gw, out["result"], size)
 
 
 @pytest.mark.parametrize("queue", ["subdomain", "path"])
-def test_webhook(gw, test_ca, hosts, photo, queue):
+def test_webhook(gw, test_ca, photo, queue):
     """``submit(..., webhook_url=)`` sends ``?fal_webhook=``: the gateway POSTs fal's webhook body,
     ``{"request_id", "gateway_request_id", "status": "OK", "payload"}``, signed."""
     url, size = photo
     with WebhookReceiver() as receiver:
-        out = run(gw, test_ca, hosts, "webhook", {"image_url": url}, webhook=receiver.url, queue=queue)
+        out = run(gw, test_ca, "webhook", {"image_url": url}, webhook=receiver.url, queue=queue)
         assert "request_id" in out, out
         gw.wait_for("/healthz", lambda _: bool(receiver.deliveries), timeout=30)
         [delivery] = receiver.deliveries
@@ -171,22 +165,22 @@ def test_webhook(gw, test_ca, hosts, photo, queue):
     image_of(gw, body["payload"], size)
 
 
-def test_errors_are_the_clients_own(gw, test_ca, hosts, photo):
+def test_errors_are_the_clients_own(gw, test_ca, photo):
     """A bad option and an unreachable image raise FalClientHTTPError 422 whose detail (fal's
     ``{"loc", "msg", "type"}`` items) names the field; a bad key, 401."""
     url, _ = photo
-    bad_option = run(gw, test_ca, hosts, "run", {"image_url": url, "sync_mode": "sometimes"})["error"]
+    bad_option = run(gw, test_ca, "run", {"image_url": url, "sync_mode": "sometimes"})["error"]
     assert bad_option["type"] == "FalClientHTTPError" and bad_option["status"] == 422, bad_option
     assert bad_option["detail"][0]["loc"][-1] == "sync_mode"
     closed = f"http://127.0.0.1:{free_port()}/gone.jpg"  # nothing listens there
-    unreachable = run(gw, test_ca, hosts, "run", {"image_url": closed})["error"]
+    unreachable = run(gw, test_ca, "run", {"image_url": closed})["error"]
     assert unreachable["type"] == "FalClientHTTPError" and unreachable["status"] == 422, unreachable
     assert unreachable["detail"][0]["loc"][-1] == "image_url" and closed in unreachable["detail"][0]["msg"]
-    bad_key = run(gw, test_ca, hosts, "run", {"image_url": url}, key="not-a-key")["error"]
+    bad_key = run(gw, test_ca, "run", {"image_url": url}, key="not-a-key")["error"]
     assert bad_key["type"] == "FalClientHTTPError" and bad_key["status"] == 401, bad_key
 
 
-def test_a_queued_request_that_fails(gw, test_ca, hosts):
+def test_a_queued_request_that_fails(gw, test_ca):
     """An image that cannot be fetched is accepted and fails in the queue: the status is ``Completed``
     with its ``error``, ``result`` raises FalClientHTTPError 422 naming ``image_url``, and the webhook
     says ``"status": "ERROR"`` with a message in ``error`` and the detail as its payload (fal's
@@ -194,7 +188,7 @@ def test_a_queued_request_that_fails(gw, test_ca, hosts):
     the error details")."""
     closed = f"http://127.0.0.1:{free_port()}/gone.jpg"  # nothing listens there
     with WebhookReceiver() as receiver:
-        out = run(gw, test_ca, hosts, "failing", {"image_url": closed}, webhook=receiver.url)
+        out = run(gw, test_ca, "failing", {"image_url": closed}, webhook=receiver.url)
         assert "final" in out, out
         gw.wait_for("/healthz", lambda _: bool(receiver.deliveries), timeout=30)
         [delivery] = receiver.deliveries

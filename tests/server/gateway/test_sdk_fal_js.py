@@ -105,7 +105,10 @@ def test_subscribe_as_documented(gw, test_ca, photo):
     url, size = photo
     out = run(gw, test_ca, "subscribe", {"image_url": url})
     assert "result" in out, out
-    assert out["requestId"] and out["updates"][-1]["status"] == "COMPLETED"
+    # the documented example prints result.requestId: the client reads it from the result's
+    # x-fal-request-id response header
+    assert out["requestId"], "no x-fal-request-id header on the queue's result"
+    assert out["updates"][-1]["status"] == "COMPLETED"
     assert all(u["status"] in ("IN_QUEUE", "IN_PROGRESS", "COMPLETED") for u in out["updates"])
     image_of(gw, out["result"], size)
 
