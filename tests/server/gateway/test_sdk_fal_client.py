@@ -49,9 +49,15 @@ def main():
     if mode == "submit":
         handle = fal_client.submit(app, arguments=arguments)
         events = [status(s) for s in handle.iter_events(with_logs=True)]
-        return {"request_id": handle.request_id, "events": events, "result": handle.get(),
-                "status": status(fal_client.status(app, handle.request_id, with_logs=True)),
-                "by_id": fal_client.result(app, handle.request_id)}
+        out = {"request_id": handle.request_id, "events": events, "result": handle.get(),
+               "status": status(fal_client.status(app, handle.request_id, with_logs=True)),
+               "by_id": fal_client.result(app, handle.request_id)}
+        try:  # too late to cancel: fal answers 400 ALREADY_COMPLETED
+            fal_client.cancel(app, handle.request_id)
+            out["cancel"] = "accepted"
+        except fal_client.FalClientHTTPError as e:
+            out["cancel"] = {"status": e.status_code, "body": e.response.json()}
+        return out
     if mode == "subscribe":
         updates, queued = [], []
         result = fal_client.subscribe(app, arguments=arguments, with_logs=True, on_enqueue=queued.append,
@@ -126,8 +132,8 @@ def test_run(gw, test_ca, photo, mode):
 
 @pytest.mark.parametrize("queue", ["subdomain", "path"])
 def test_submit_status_result(gw, test_ca, photo, queue):
-    """``submit`` on the queue host, the handle's events with logs, its result, and ``status``/``result``
-    by request id (the ``/fal-ai/bria/requests/<id>`` routes of the queue host)."""
+    """``submit`` on the queue host, the handle's events with logs, its result, and ``status``/``result``/
+    ``cancel`` by request id (the ``/fal-ai/bria/requests/<id>`` routes of the queue host)."""
     url, size = photo
     out = run(gw, test_ca, "submit", {"image_url": url}, queue=queue)
     assert "result" in out, out
@@ -136,6 +142,7 @@ def test_submit_status_result(gw, test_ca, photo, queue):
     assert out["status"]["type"] == "Completed" and out["status"]["error"] is None
     image_of(gw, out["result"], size)
     assert out["by_id"] == out["result"]
+    assert out["cancel"] == {"status": 400, "body": {"status": "ALREADY_COMPLETED"}}, out["cancel"]
 
 
 @pytest.mark.parametrize("queue", ["subdomain", "path"])
