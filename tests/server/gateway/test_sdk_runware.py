@@ -154,5 +154,5 @@ def test_bad_key(gw, test_ca, photo):
     answers a bad key with the ``errors`` frame and leaves the closing to the client: the SDK retries
     a few times on fresh sockets, opens its circuit breaker and raises."""
     url, _ = photo
-    [bad_key] = run(gw, test_ca, {"image": url}, key="not-a-key", timeout=60)
+    [bad_key] = run(gw, test_ca, {"image": url}, key="not-a-key", timeout=30)
     assert bad_key["error"]["type"] == "ConnectionError" and "API key" in bad_key["error"]["message"], bad_key
