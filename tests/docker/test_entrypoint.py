@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from rmbg_export import configs
 from tests.conftest import ROOT
 
 ENTRYPOINT = ROOT / "docker" / "entrypoint.sh"
@@ -39,7 +40,8 @@ def test_prepare_builds_once_per_key_and_serve_refuses_an_unfinished_repository(
     (repo,) = [p for p in models.iterdir() if p.is_dir()]
     assert repo.name.startswith("cpu-cpu-img-1-")
     assert (repo / ".complete").is_file() and (repo / "rmbg_birefnet" / "config.pbtxt").is_file()
-    assert "dims: [ 3, 64, 64 ]" in (repo / "birefnet" / "config.pbtxt").read_text()
+    engine = configs.parse((repo / "birefnet" / "config.pbtxt").read_text())
+    assert list(engine.input[0].dims) == [3, 64, 64]
     built = (repo / "birefnet" / "config.pbtxt").stat().st_mtime_ns
 
     again = run("prepare", env)
