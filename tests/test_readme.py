@@ -3,9 +3,13 @@ slow first run, and a curl example that can be sent twice."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import socket
+import ssl
 import subprocess
+import threading
 import uuid
 
 from tests.conftest import ROOT
@@ -63,3 +67,31 @@ def test_the_curl_example_sends_a_fresh_uuid_each_time():
     uuids = [uuid.UUID(body["taskUUID"]) for body in bodies]
     assert all(u.version == 4 for u in uuids) and uuids[0] != uuids[1]
     assert bodies[0]["taskType"] == "removeBackground" and bodies[0]["model"] == "bria:2@1"
+
+
+def test_the_test_certificate_commands_make_a_certificate_clients_trust(tmp_path):
+    """The README's openssl lines for a private CA, run as written: a TLS client that trusts only
+    ca.pem completes a handshake with server.pem for each name the certificate is for (the names the
+    SDKs of "Point your SDK here" connect to: the host, its queue. name, an address)."""
+    block = next(b for b in re.findall(r"```bash\n(.*?)```", README, re.S) if "openssl req -x509" in b)
+    commands = re.split(r"\n\s*rmbg ", block)[0]  # everything before starting the gateway
+    subprocess.run(["bash", "-euc", commands], cwd=tmp_path, capture_output=True, check=True, timeout=60)
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(tmp_path / "server.pem", tmp_path / "server.key")
+    client_context = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+
+        def serve() -> None:
+            for _ in range(3):
+                conn, _ = listener.accept()
+                with contextlib.suppress(ssl.SSLError, OSError), server_context.wrap_socket(conn, server_side=True):
+                    pass
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        for name in ("gw.example", "queue.gw.example", "127.0.0.1"):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+                    client_context.wrap_socket(raw, server_hostname=name) as tls:
+                assert tls.version() in ("TLSv1.2", "TLSv1.3")
+        thread.join(10)

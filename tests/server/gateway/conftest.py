@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,11 +34,11 @@ class GatewayProcess(cluster.GatewayProcess):
     with HTTP helpers for the tests."""
 
     def __init__(self, triton_url: str, data_dir: Path, *args: str, port: int | None = None,
-                 env: dict[str, str] | None = None, log: Path | None = None) -> None:
+                 env: dict[str, str] | None = None, log: Path | None = None, ca: Path | None = None) -> None:
         port = port or free_port()
         super().__init__([triton_url], data_dir, port=port,
                          args=["--allow-fetch-from", "127.0.0.0/8", "--allow-callbacks-to", "127.0.0.0/8", *args],
-                         env=env, log_file=log or data_dir.parent / f"gateway-{port}.log")
+                         env=env, log_file=log or data_dir.parent / f"gateway-{port}.log", ca=ca)
 
     def start(self, timeout: float = 90.0, *, wait_for: str = "/readyz") -> GatewayProcess:
         super().start(timeout, wait_for=wait_for)
@@ -45,6 +46,8 @@ class GatewayProcess(cluster.GatewayProcess):
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         url = path if path.startswith("http") else f"{self.url}{path}"
+        if self.ca:
+            kwargs.setdefault("verify", ssl.create_default_context(cafile=str(self.ca)))
         return httpx.request(method, url, timeout=kwargs.pop("timeout", 180), **kwargs)
 
     def post(self, path: str, body: Any = None, **kwargs: Any) -> httpx.Response:
@@ -120,3 +123,12 @@ def images(http_server, pairs) -> dict[str, bytes]:
     served["/not-an-image.txt"] = b"SECRET_TOKEN=hunter2\nthis is not an image\n"
     http_server.handler.files.update(served)
     return served
+
+
+@pytest.fixture(scope="session")
+def test_ca(tmp_path_factory):
+    """A throwaway CA and a server certificate for 127.0.0.1, localhost, gw.test and queue.gw.test (made
+    with openssl, as the README shows): the official SDKs speak TLS to the gateway trusting only it."""
+    from tests.harness.tls import make_test_ca
+
+    return make_test_ca(tmp_path_factory.mktemp("test-ca"))
