@@ -21,6 +21,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     StrictBool,
     StrictInt,
     ValidationError,
@@ -107,17 +108,23 @@ class RemoveBackgroundTask(BaseModel):
                                      "(README, \"OPTIONS\")")
     providerSettings: ProviderSettings | None = None
 
-    @model_validator(mode="before")
+    _hoisted: frozenset[str] = PrivateAttr(frozenset())
+
+    @model_validator(mode="wrap")
     @classmethod
-    def _legacy_options(cls, raw: Any) -> Any:
-        """The older task name carries its options at the top level: the same OPTIONS, moved under
-        ``settings`` here, so both names share one schema (errors still name the key as sent)."""
-        if isinstance(raw, dict) and raw.get("taskType") == LEGACY_REMOVAL:
+    def _top_level_options(cls, raw: Any, handler: Any) -> RemoveBackgroundTask:
+        """Options at the top level move under ``settings``: the older task name always sends them
+        there, and @runware/sdk-js's ``removeBackground({inputImage, rgba, ...})`` sends them there
+        under the new name. One schema for both; errors still name each key as it was sent."""
+        hoisted: dict[str, Any] = {}
+        if isinstance(raw, dict) and raw.get("taskType") in (LEGACY_REMOVAL, "removeBackground"):
             hoisted = {k: raw[k] for k in ALLOWED_KEYS if k in raw and k not in TOP_LEVEL_OPTIONS}
             if hoisted:
                 settings = raw.get("settings") if isinstance(raw.get("settings"), dict) else {}
                 raw = {k: v for k, v in raw.items() if k not in hoisted} | {"settings": {**settings, **hoisted}}
-        return raw
+        task = handler(raw)
+        task._hoisted = frozenset(hoisted)
+        return task
 
     @property
     def legacy(self) -> bool:
@@ -130,6 +137,7 @@ class RemoveBackgroundTask(BaseModel):
     @property
     def fields(self) -> Fields:
         top = {k: k for k in TOP_LEVEL_OPTIONS if k in self.model_fields_set and k not in self.settings}
+        top |= {k: k for k in self._hoisted}
         return Fields(image="inputs.image" if self.inputs is not None else "inputImage",
                       settings=None if self.legacy else "settings", options=top)
 

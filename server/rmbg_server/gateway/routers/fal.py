@@ -7,7 +7,9 @@ shape, which is FastAPI's: ``{"detail": [{"loc": ["body", PARAM], "msg", "type"}
 
 from __future__ import annotations
 
+import functools
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -148,17 +150,37 @@ def ignored(body: FalRemoveRequest | FalReplaceRequest) -> dict[str, str]:
     return {"X-Rmbg-Ignored": ", ".join(names)} if names else {}
 
 
+def with_headers(response: Response, headers: dict[str, str]) -> Response:
+    response.headers.update(headers)
+    return response
+
+
+def request_id_header(request_id: str) -> dict[str, str]:
+    """fal names every request in this header; @fal-ai/client's ``result.requestId`` is read from it."""
+    return {"x-fal-request-id": request_id}
+
+
+def named_by_request_id(handler: Callable[[Request, str], Awaitable[Response]]
+                        ) -> Callable[[Request, str], Awaitable[Response]]:
+    """A queue route's answer, success or error, carries its request's id in ``x-fal-request-id``."""
+    @functools.wraps(handler)
+    async def named(request: Request, request_id: str) -> Response:
+        return with_headers(await handler(request, request_id), request_id_header(request_id))
+    return named
+
+
 async def run_now(request: Request, operation: str, body: FalRemoveRequest | FalReplaceRequest) -> Response:
     gw = gateway(request)
+    named = request_id_header(str(uuid.uuid4()))
     try:
         with gw.admit():
             result = await run_task(removal(operation, body, host=not body.sync_mode), ports_of(request),
                                     renderer(body))
     except RmbgError as exc:
         gw.metrics.tasks.labels(PROTOCOL, "failed").inc()
-        return render_error(exc)
+        return with_headers(render_error(exc), named)
     gw.metrics.tasks.labels(PROTOCOL, "completed").inc()
-    return BlobJSONResponse(result, headers=ignored(body))
+    return BlobJSONResponse(result, headers=ignored(body) | named)
 
 
 @router.post(f"{PREFIX}/remove", response_model=FalRemoveResponse, tags=["fal"],
@@ -206,7 +228,7 @@ async def enqueue(request: Request, operation: str, body: FalRemoveRequest | Fal
                             blobs=blobs, webhook_url=webhook, request={"operation": operation, "input": stored}))
     except RmbgError as exc:
         return render_error(exc)
-    return JSONResponse(handle(request, operation, request_id), headers=ignored(body))
+    return JSONResponse(handle(request, operation, request_id), headers=ignored(body) | request_id_header(request_id))
 
 
 @router.post(f"{QUEUE_PREFIX}/remove", response_model=FalQueued, tags=["fal queue"])
@@ -236,6 +258,7 @@ def message_of(body: dict[str, Any] | None) -> str:
     return str(detail[0].get("msg", "failed") if isinstance(detail, list) and detail else detail)
 
 
+@named_by_request_id
 async def status(request: Request, request_id: str) -> Response:
     try:
         job = await queued_job(request, request_id)
@@ -265,6 +288,7 @@ def logs_of(job: Job) -> list[dict[str, Any]]:
     return lines
 
 
+@named_by_request_id
 async def result(request: Request, request_id: str) -> Response:
     try:
         job = await queued_job(request, request_id)
@@ -279,6 +303,7 @@ async def result(request: Request, request_id: str) -> Response:
     return JSONResponse({"detail": f"request {request_id} is still {STATUS[job.status]}"}, 400)
 
 
+@named_by_request_id
 async def cancel(request: Request, request_id: str) -> Response:
     try:
         job = await queued_job(request, request_id)

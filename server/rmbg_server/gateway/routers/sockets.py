@@ -6,7 +6,8 @@ The conversation, as Runware's SDKs hold it (runware-sdk, runware, @runware/sdk-
   client  [{"taskType": "ping", "ping": true}]          server  {"data": [{"taskType": "ping", "pong": true}]}
   client  [task, task, ...]                               server  {"data": [result]} | {"errors": [error]}, one
                                                                   frame per task, as each finishes
-A bad key gets an ``errors`` frame, then close code 4001; too many sockets for one key, 4008. A task
+A bad key gets an ``errors`` frame, then close code 4001 unless the client closes first (within
+CLOSE_GRACE_S); too many sockets for one key, 4008. A task
 still running when its socket drops answers into its session, which a reconnect with the same
 ``connectionSessionUUID`` resumes (``sessions.py``).
 """
@@ -31,6 +32,7 @@ from rmbg_server.gateway.state import Gateway
 log = logging.getLogger(__name__)
 router = APIRouter()
 AUTH_TIMEOUT_S = 30.0
+CLOSE_GRACE_S = 5.0  # a refused client's time to close first (close_with)
 CLOSE_BAD_KEY, CLOSE_TOO_MANY = 4001, 4008
 AUTH = "authentication"
 
@@ -70,9 +72,23 @@ async def authenticate(ws: WebSocket, gw: Gateway) -> tuple[str | None, str | No
 
 
 async def close_with(ws: WebSocket, frame: dict[str, Any], code: int) -> None:
+    """Send the refusal, let the client close within CLOSE_GRACE_S, then close with ``code``.
+
+    Closing at once breaks runware 0.5: it takes the close for a dropped line and reconnects while its
+    ``connect()`` still waits on the replaced socket, forever. Given the refusal and an open socket,
+    it raises to its caller and closes (within about 1 s); other clients close at once.
+    """
     with contextlib.suppress(Exception):
         await ws.send_text(frame_text(frame))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(_until_closed(ws), CLOSE_GRACE_S)
         await ws.close(code)
+
+
+async def _until_closed(ws: WebSocket) -> None:
+    """Read and drop what a refused client still sends, until it closes."""
+    while (await ws.receive())["type"] != "websocket.disconnect":
+        pass
 
 
 async def run_one(gw: Gateway, ports: GatewayPorts, session: Session, item: Any) -> None:
