@@ -102,20 +102,23 @@ def postprocess(mask: np.ndarray, pixels: np.ndarray, meta: dict[str, Any], spec
     image, alpha, foreground = shape(image, alpha, options, foreground, limits)
     image, alpha, foreground = cap_pixels(image, alpha, foreground, options.maxPixels)
     pixels_out, mode = compose(image, alpha, options, background, foreground)
+    box = foreground_box(alpha)
+    width, height, icc = image.width, image.height, image.icc_profile
+    del image, alpha, foreground, background, received  # freed before encoding adds its own copies
     timings["postprocess_ms"] = round(_ms(t0) - timings.get("second_pass_ms", 0.0), 3)
     t1 = time.perf_counter()
-    data, content_type = encode(pixels_out, mode, options.outputFormat, options.outputQuality,
-                                image.icc_profile)
+    data, content_type = encode(pixels_out, mode, options.outputFormat, options.outputQuality, icc)
+    del pixels_out
     timings["encode_ms"] = _ms(t1)
     if len(data) > limits.max_output_bytes:
         raise RequestError("IMAGE_OUT", f"the encoded result is {len(data):,} bytes, over the limit of "
                            f"{limits.max_output_bytes:,}; ask for JPG or WEBP, or a smaller image")
     info = {
-        "width": image.width,
-        "height": image.height,
+        "width": width,
+        "height": height,
         "contentType": content_type,
         "model": spec.name,
-        "foreground": foreground_box(alpha),
+        "foreground": box,
         "timings": timings,
     }
     return data, info
