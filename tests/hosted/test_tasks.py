@@ -150,3 +150,18 @@ def test_the_client_needs_an_upload_endpoint_for_url_outputs():
     with pytest.raises(InvalidInputError, match="does not host files") as info:
         client.remove_background({**BASE, "outputType": "URL"})
     assert info.value.parameter == "uploadEndpoint"
+
+
+@pytest.mark.parametrize("task_type", ["removeBackground", "imageBackgroundRemoval"])
+def test_options_at_the_top_level_are_the_settings_and_errors_name_them_as_sent(task_type):
+    """@runware/sdk-js's removeBackground({inputImage, rgba, ...}) and runware 0.5 send options beside
+    taskType; they mean what the same keys under settings mean."""
+    top = parse_task({**BASE, "taskType": task_type, "rgba": [1, 2, 3, 4], "postProcessMask": True})
+    nested = parse_task({**BASE, "settings": {"rgba": [1, 2, 3, 4], "postProcessMask": True}})
+    assert top.options() == nested.options() == Options(rgba=(1, 2, 3, 4), postProcessMask=True)
+    with pytest.raises(InvalidInputError) as info:
+        parse_task({**BASE, "taskType": task_type, "rgba": [1, 2, 3]}).options()
+    assert info.value.parameter == "rgba"
+    with pytest.raises(InvalidInputError) as info:
+        parse_task({**BASE, "settings": {"rgba": [1, 2, 3]}}).options()
+    assert info.value.parameter == "settings.rgba"

@@ -7,6 +7,7 @@ import copy
 import io
 import json
 import time
+import uuid
 from urllib.parse import quote
 
 import pytest
@@ -47,6 +48,7 @@ def test_remove_example_verbatim(gateway, images, http_server):
     assert image["url"].startswith(f"{gateway.url}/files/") and image["file_name"] == image["url"].rsplit("/")[-1]
     assert (image["width"], image["height"]) == source.size and image["content_type"] == "image/png"
     assert image["file_size"] == len(out.content) and opened(out.content).size == source.size
+    assert uuid.UUID(response.headers["x-fal-request-id"]).version == 4  # @fal-ai/client's result.requestId
 
 
 def test_remove_sync_mode_returns_a_data_uri(gateway, images, http_server):
@@ -126,6 +128,11 @@ def test_fal_queue(gateway, images, http_server):
     assert gateway.get(f"/queue/fal-ai/bria/requests/{q['request_id']}").json() == result
     assert gateway.request("PUT", q["cancel_url"]).json() == {"status": "ALREADY_COMPLETED"}
     assert gateway.get("/queue/fal-ai/bria/background/remove/requests/nope/status").status_code == 404
+    # every answer about a request names it, as fal's do (@fal-ai/client reads result.requestId from it)
+    named = [queued, status, gateway.get(q["response_url"]),
+             gateway.get(f"/queue/fal-ai/bria/requests/{q['request_id']}"), gateway.request("PUT", q["cancel_url"])]
+    assert [r.headers.get("x-fal-request-id") for r in named] == [q["request_id"]] * len(named)
+    assert gateway.get("/queue/fal-ai/bria/requests/nope").headers["x-fal-request-id"] == "nope"
 
 
 def test_fal_queue_replace_and_a_failing_job(gateway, images, http_server):

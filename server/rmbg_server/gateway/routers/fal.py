@@ -162,10 +162,15 @@ def request_id_header(request_id: str) -> dict[str, str]:
 
 def named_by_request_id(handler: Callable[[Request, str], Awaitable[Response]]
                         ) -> Callable[[Request, str], Awaitable[Response]]:
-    """A queue route's answer, success or error, carries its request's id in ``x-fal-request-id``."""
+    """A queue route's answer, success or error, carries its request's id in ``x-fal-request-id``;
+    an RmbgError (an unknown request, another tenant's) is rendered in fal's shape."""
     @functools.wraps(handler)
     async def named(request: Request, request_id: str) -> Response:
-        return with_headers(await handler(request, request_id), request_id_header(request_id))
+        try:
+            response = await handler(request, request_id)
+        except RmbgError as exc:
+            response = render_error(exc)
+        return with_headers(response, request_id_header(request_id))
     return named
 
 
@@ -260,10 +265,7 @@ def message_of(body: dict[str, Any] | None) -> str:
 
 @named_by_request_id
 async def status(request: Request, request_id: str) -> Response:
-    try:
-        job = await queued_job(request, request_id)
-    except RmbgError as exc:
-        return render_error(exc)
+    job = await queued_job(request, request_id)
     urls = handle(request, job.request["operation"], request_id)
     error = message_of(job.error) if job.status == "failed" else "cancelled" if job.status == "cancelled" else None
     with_logs = request.query_params.get("logs", "").lower() in ("1", "true")
@@ -290,10 +292,7 @@ def logs_of(job: Job) -> list[dict[str, Any]]:
 
 @named_by_request_id
 async def result(request: Request, request_id: str) -> Response:
-    try:
-        job = await queued_job(request, request_id)
-    except RmbgError as exc:
-        return render_error(exc)
+    job = await queued_job(request, request_id)
     if job.status == "completed" and job.result is not None:
         return BlobJSONResponse(job.result)
     if job.status == "failed":
@@ -305,10 +304,7 @@ async def result(request: Request, request_id: str) -> Response:
 
 @named_by_request_id
 async def cancel(request: Request, request_id: str) -> Response:
-    try:
-        job = await queued_job(request, request_id)
-    except RmbgError as exc:
-        return render_error(exc)
+    job = await queued_job(request, request_id)
     if await gateway(request).store.cancel(request_id):
         return JSONResponse({"status": "CANCELLATION_REQUESTED"}, 202)
     return JSONResponse({"status": "ALREADY_COMPLETED" if job.status != "processing" else "IN_PROGRESS"}, 400)
