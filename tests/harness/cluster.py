@@ -288,6 +288,16 @@ class LocalCluster:
         self.gateways.append(gateway)
         return gateway.start(timeout)
 
+    def warm_up(self, image: bytes, model: str = "isnet") -> None:
+        """One removal straight on each Triton: a test of where the load goes is not one of first-call cost
+        (a cold Triton answered none of the first 12 requests of a kill test while the warm one did)."""
+        from rmbg_client import RmbgClient
+
+        for triton in self.tritons:
+            if triton.process is not None and triton.process.poll() is None:
+                with RmbgClient(triton.grpc_url, model=model) as client:
+                    client.remove(image)
+
     def triton_answered(self, i: int) -> int:
         """How many ensemble requests Triton ``i`` answered successfully (its own Prometheus count)."""
         cfg = self.tritons[i].cfg
