@@ -7,6 +7,7 @@ on the same port and data directory.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import ssl
@@ -17,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from PIL import Image
 
 from rmbg_server.launcher import free_port
 from tests.conftest import SHARED
@@ -100,6 +102,27 @@ def hosted_examples(number: str, marker: str) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue
     return found
+
+
+def opened(data: bytes) -> Image.Image:
+    """An answered image, decoded in full (a truncated body fails here, not in a later assertion)."""
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+@pytest.fixture(scope="session")
+def person_photo(pairs) -> tuple[bytes, tuple[int, int]]:
+    """A real 600 x 450 photo (over remove.bg's 0.25 MP preview size) and its size."""
+    pair = next(p for p in pairs if p.id == "grabcut_person1")
+    return pair.image.read_bytes(), (pair.width, pair.height)
+
+
+@pytest.fixture(scope="session")
+def sdk_photo(http_server, small_jpeg) -> tuple[str, tuple[int, int]]:
+    """A real photo on the local image server for the SDKs to name: (its URL, its size)."""
+    http_server.handler.files["/sdk/photo.jpg"] = small_jpeg
+    return f"{http_server.base}/sdk/photo.jpg", Image.open(io.BytesIO(small_jpeg)).size
 
 
 def relocate(url: str, base: str) -> str:

@@ -5,18 +5,11 @@ from __future__ import annotations
 import io
 
 import pytest
-from PIL import Image
 
-from tests.server.gateway.conftest import COST
+from tests.server.gateway.conftest import COST, opened
 
 pytestmark = pytest.mark.triton
 PATH = "/remove-background/v1"
-
-
-def opened(data: bytes) -> Image.Image:
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    return image
 
 
 @pytest.mark.parametrize(("accept", "fmt", "mode"), [(None, "PNG", "RGBA"), ("image/webp", "WEBP", "RGBA"),

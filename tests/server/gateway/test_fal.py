@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import base64
 import copy
-import io
 import json
 import time
 import uuid
 from urllib.parse import quote
 
 import pytest
-from PIL import Image
 
 from rmbg_hosted.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from tests.harness.cluster import WebhookReceiver
-from tests.server.gateway.conftest import WEBHOOK_SECRET, hosted_examples, relocate
+from tests.server.gateway.conftest import WEBHOOK_SECRET, hosted_examples, opened, relocate
 
 pytestmark = pytest.mark.triton
 
@@ -29,12 +27,6 @@ def example(kind: str, base: str) -> dict:
         if key in sent:
             sent[key] = relocate(sent[key], base)
     return sent
-
-
-def opened(data: bytes) -> Image.Image:
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    return image
 
 
 def test_remove_example_verbatim(gateway, images, http_server):

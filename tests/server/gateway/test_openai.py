@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import base64
-import io
 
 import httpx
 import numpy as np
 import openai
 import pytest
-from PIL import Image
 
-from tests.server.gateway.conftest import API_KEY
+from tests.server.gateway.conftest import API_KEY, opened
 
 pytestmark = pytest.mark.triton
-
-
-def opened(data: bytes) -> Image.Image:
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    return image
 
 
 @pytest.fixture(scope="module")

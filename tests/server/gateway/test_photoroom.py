@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
-from PIL import Image
+
+from tests.server.gateway.conftest import opened
 
 pytestmark = pytest.mark.triton
 
 
-def opened(data: bytes) -> Image.Image:
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    return image
-
-
-@pytest.fixture(scope="module")
-def photo(pairs) -> tuple[bytes, tuple[int, int]]:
-    pair = next(p for p in pairs if p.id == "grabcut_person1")
-    return pair.image.read_bytes(), (pair.width, pair.height)
-
-
-def test_segment_as_documented(gateway, photo):
-    data, size = photo
+def test_segment_as_documented(gateway, person_photo):
+    data, size = person_photo
     r = gateway.request("POST", "/v1/segment", files={"image_file": ("p.jpg", data, "image/jpeg")},
                         headers={"x-api-key": "k"})
     assert r.status_code == 200, r.text
@@ -39,8 +26,8 @@ def test_segment_as_documented(gateway, photo):
     assert mask.mode == "L" and mask.width < size[0]
 
 
-def test_v2_edit_frames_the_subject_on_a_canvas(gateway, photo, images, http_server):
-    data, _ = photo
+def test_v2_edit_frames_the_subject_on_a_canvas(gateway, person_photo, images, http_server):
+    data, _ = person_photo
     r = gateway.request("POST", "/v2/edit", files={"imageFile": ("p.jpg", data)},
                         data={"outputSize": "500x500", "padding": "0.1", "background.color": "FFFFFF",
                               "export.format": "jpeg", "shadow.mode": "ai.soft"})
@@ -62,9 +49,9 @@ def test_v2_edit_frames_the_subject_on_a_canvas(gateway, photo, images, http_ser
     ("/v1/segment", {"size": "8k"}, "size"),
     ("/v1/segment", {"channels": "rgb"}, "channels"),
 ])
-def test_what_cannot_be_honoured_is_a_400_naming_it(gateway, photo, path, form, parameter):
+def test_what_cannot_be_honoured_is_a_400_naming_it(gateway, person_photo, path, form, parameter):
     name = "imageFile" if path == "/v2/edit" else "image_file"
-    r = gateway.request("POST", path, files={name: ("p.jpg", photo[0])}, data=form)
+    r = gateway.request("POST", path, files={name: ("p.jpg", person_photo[0])}, data=form)
     assert r.status_code == 400, r.text
     error = r.json()["error"]
     assert error["detail"].startswith(f"{parameter}: ") and error["status_code"] == 400 and error["type"]

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
-from PIL import Image
+
+from tests.server.gateway.conftest import opened
 
 pytestmark = pytest.mark.triton
-
-
-def opened(data: bytes) -> Image.Image:
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    return image
 
 
 def test_get_with_a_url_and_post_with_a_file(gateway, images, http_server, small_jpeg):

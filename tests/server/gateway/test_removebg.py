@@ -13,29 +13,15 @@ import zipfile
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from tests.server.gateway.conftest import API_KEY, COST
+from tests.server.gateway.conftest import API_KEY, COST, opened
 
 pytestmark = pytest.mark.triton
 PATH = "/v1.0/removebg"
 
 
-def opened(data: bytes) -> Image.Image:
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    return image
-
-
-@pytest.fixture(scope="module")
-def photo(pairs) -> tuple[bytes, tuple[int, int]]:
-    """600 x 450: over remove.bg's 0.25 MP preview size."""
-    pair = next(p for p in pairs if p.id == "grabcut_person1")
-    return pair.image.read_bytes(), (pair.width, pair.height)
-
-
-def test_the_documented_multipart_request_answers_the_image_with_removebg_headers(gateway, photo):
-    data, size = photo
+def test_the_documented_multipart_request_answers_the_image_with_removebg_headers(gateway, person_photo):
+    data, size = person_photo
     r = gateway.request("POST", PATH, files={"image_file": ("p.jpg", data, "image/jpeg")}, data={"size": "auto"},
                         headers={"X-Api-Key": "any key without keys"})
     assert r.status_code == 200, r.text
@@ -49,8 +35,8 @@ def test_the_documented_multipart_request_answers_the_image_with_removebg_header
     assert int(r.headers["x-foreground-width"]) == cols.max() - cols.min() + 1
 
 
-def test_size_preview_is_the_default_and_caps_the_pixels(gateway, photo):
-    data, (w, h) = photo
+def test_size_preview_is_the_default_and_caps_the_pixels(gateway, person_photo):
+    data, (w, h) = person_photo
     out = opened(gateway.request("POST", PATH, files={"image_file": ("p.jpg", data)}).content)
     assert out.width * out.height <= 250_000 and abs(out.width / out.height - w / h) < 0.01
     medium = opened(gateway.request("POST", PATH, files={"image_file": ("p.jpg", data)},
@@ -73,8 +59,8 @@ def test_the_npm_clients_json_body_with_a_url(gateway, images, http_server):
     assert abs(corner - np.array([0, 128, 0])).max() <= 12  # CSS green behind the subject
 
 
-def test_base64_input_zip_alpha_channels_roi_crop_and_hard_edges(gateway, photo):
-    data, (w, h) = photo
+def test_base64_input_zip_alpha_channels_roi_crop_and_hard_edges(gateway, person_photo):
+    data, (w, h) = person_photo
     b64 = base64.b64encode(data).decode()
     zipped = gateway.request("POST", PATH, data={"image_file_b64": b64, "format": "zip", "size": "full"})
     archive = zipfile.ZipFile(io.BytesIO(zipped.content))
@@ -107,8 +93,8 @@ def test_base64_input_zip_alpha_channels_roi_crop_and_hard_edges(gateway, photo)
     ({"semitransparency": "maybe"}, 400, "semitransparency"),
     ({"sparkles": "true"}, 400, "sparkles"),
 ])
-def test_refusals_in_removebgs_error_shape(gateway, photo, form, status, parameter):
-    data, _ = photo
+def test_refusals_in_removebgs_error_shape(gateway, person_photo, form, status, parameter):
+    data, _ = person_photo
     files = {"image_file": ("p.jpg", data)} if parameter != "image_file" and "image_url" not in form else None
     r = gateway.request("POST", PATH, files=files, data=form)
     assert r.status_code == status, r.text
@@ -116,12 +102,12 @@ def test_refusals_in_removebgs_error_shape(gateway, photo, form, status, paramet
     assert set(error) == {"title", "code", "detail"} and error["detail"].startswith(f"{parameter}: ")
 
 
-def test_a_bad_key_is_403_and_the_account_answers(gateway_factory, photo):
+def test_a_bad_key_is_403_and_the_account_answers(gateway_factory, person_photo):
     keyed = gateway_factory("--api-key", API_KEY, "--credit-balance", "12.5")
-    refused = keyed.request("POST", PATH, files={"image_file": ("p.jpg", photo[0])},
+    refused = keyed.request("POST", PATH, files={"image_file": ("p.jpg", person_photo[0])},
                             headers={"X-Api-Key": "wrong-key-000000000000000"})
     assert refused.status_code == 403 and refused.json()["errors"][0]["code"] == "invalidApiKey"
-    ok = keyed.request("POST", PATH, files={"image_file": ("p.jpg", photo[0])}, headers={"X-Api-Key": API_KEY})
+    ok = keyed.request("POST", PATH, files={"image_file": ("p.jpg", person_photo[0])}, headers={"X-Api-Key": API_KEY})
     assert ok.status_code == 200 and opened(ok.content).mode == "RGBA"
     account = keyed.get("/v1.0/account", headers={"X-Api-Key": API_KEY}).json()
     assert account["data"]["attributes"]["credits"]["total"] == 12.5

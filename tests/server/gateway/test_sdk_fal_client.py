@@ -11,11 +11,9 @@ through ``SSL_CERT_FILE``) and answers the ``queue.`` host with its queue routes
 
 from __future__ import annotations
 
-import io
 import json
 
 import pytest
-from PIL import Image
 
 from rmbg_hosted.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from rmbg_server.launcher import free_port
@@ -95,12 +93,6 @@ def gw(gateway_factory, test_ca):
                            "--webhook-secret", WEBHOOK_SECRET, "--alias", f"{APP}=isnet", ca=test_ca.ca)
 
 
-@pytest.fixture(scope="module")
-def photo(http_server, small_jpeg) -> tuple[str, tuple[int, int]]:
-    http_server.handler.files["/sdk/fal-client.jpg"] = small_jpeg
-    return f"{http_server.base}/sdk/fal-client.jpg", Image.open(io.BytesIO(small_jpeg)).size
-
-
 def run(gw, test_ca, mode: str, arguments: dict, *, key: str = API_KEY, queue: str = "subdomain",
         **extra: str) -> dict:
     """Run the client with ``FAL_RUN_HOST`` alone (the queue at ``queue.gw.test``, which resolves to the
@@ -123,18 +115,18 @@ def image_of(gw, result: dict, size: tuple[int, int]) -> None:
 
 
 @pytest.mark.parametrize("mode", ["run", "run_async"])
-def test_run(gw, test_ca, photo, mode):
-    url, size = photo
+def test_run(gw, test_ca, sdk_photo, mode):
+    url, size = sdk_photo
     out = run(gw, test_ca, mode, {"image_url": url})
     assert "result" in out, out
     image_of(gw, out["result"], size)
 
 
 @pytest.mark.parametrize("queue", ["subdomain", "path"])
-def test_submit_status_result(gw, test_ca, photo, queue):
+def test_submit_status_result(gw, test_ca, sdk_photo, queue):
     """``submit`` on the queue host, the handle's events with logs, its result, and ``status``/``result``/
     ``cancel`` by request id (the ``/fal-ai/bria/requests/<id>`` routes of the queue host)."""
-    url, size = photo
+    url, size = sdk_photo
     out = run(gw, test_ca, "submit", {"image_url": url}, queue=queue)
     assert "result" in out, out
     assert out["events"][-1]["type"] == "Completed" and isinstance(out["events"][-1]["logs"], list)
@@ -146,8 +138,8 @@ def test_submit_status_result(gw, test_ca, photo, queue):
 
 
 @pytest.mark.parametrize("queue", ["subdomain", "path"])
-def test_subscribe(gw, test_ca, photo, queue):
-    url, size = photo
+def test_subscribe(gw, test_ca, sdk_photo, queue):
+    url, size = sdk_photo
     out = run(gw, test_ca, "subscribe", {"image_url": url}, queue=queue)
     assert "result" in out, out
     assert out["request_id"] and out["updates"] and out["updates"][-1]["type"] == "Completed"
@@ -155,10 +147,10 @@ def test_subscribe(gw, test_ca, photo, queue):
 
 
 @pytest.mark.parametrize("queue", ["subdomain", "path"])
-def test_webhook(gw, test_ca, photo, queue):
+def test_webhook(gw, test_ca, sdk_photo, queue):
     """``submit(..., webhook_url=)`` sends ``?fal_webhook=``: the gateway POSTs fal's webhook body,
     ``{"request_id", "gateway_request_id", "status": "OK", "payload"}``, signed."""
-    url, size = photo
+    url, size = sdk_photo
     with WebhookReceiver() as receiver:
         out = run(gw, test_ca, "webhook", {"image_url": url}, webhook=receiver.url, queue=queue)
         assert "request_id" in out, out
@@ -172,10 +164,10 @@ def test_webhook(gw, test_ca, photo, queue):
     image_of(gw, body["payload"], size)
 
 
-def test_errors_are_the_clients_own(gw, test_ca, photo):
+def test_errors_are_the_clients_own(gw, test_ca, sdk_photo):
     """A bad option and an unreachable image raise FalClientHTTPError 422 whose detail (fal's
     ``{"loc", "msg", "type"}`` items) names the field; a bad key, 401."""
-    url, _ = photo
+    url, _ = sdk_photo
     bad_option = run(gw, test_ca, "run", {"image_url": url, "sync_mode": "sometimes"})["error"]
     assert bad_option["type"] == "FalClientHTTPError" and bad_option["status"] == 422, bad_option
     assert bad_option["detail"][0]["loc"][-1] == "sync_mode"

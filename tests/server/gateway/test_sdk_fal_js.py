@@ -10,11 +10,9 @@ through ``NODE_EXTRA_CA_CERTS``. Each call is the one fal's documentation (002) 
 
 from __future__ import annotations
 
-import io
 import json
 
 import pytest
-from PIL import Image
 
 from rmbg_hosted.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from rmbg_server.launcher import free_port
@@ -81,12 +79,6 @@ def gw(gateway_factory, test_ca):
                            "--webhook-secret", WEBHOOK_SECRET, "--alias", f"{APP}=isnet", ca=test_ca.ca)
 
 
-@pytest.fixture(scope="module")
-def photo(http_server, small_jpeg) -> tuple[str, tuple[int, int]]:
-    http_server.handler.files["/sdk/fal-js.jpg"] = small_jpeg
-    return f"{http_server.base}/sdk/fal-js.jpg", Image.open(io.BytesIO(small_jpeg)).size
-
-
 def run(gw, test_ca, mode: str, input: dict, *, key: str = API_KEY, **extra: str) -> dict:
     env = {"FAL_KEY": key, "NODE_EXTRA_CA_CERTS": str(test_ca.ca)}
     return FAL_JS.run(CLIENT, args={"app": APP, "input": input, "mode": mode, "proxy": f"{gw.url}/api/fal/proxy",
@@ -101,8 +93,8 @@ def image_of(gw, result: dict, size: tuple[int, int]) -> None:
     check_cutout(response.content, size)
 
 
-def test_subscribe_as_documented(gw, test_ca, photo):
-    url, size = photo
+def test_subscribe_as_documented(gw, test_ca, sdk_photo):
+    url, size = sdk_photo
     out = run(gw, test_ca, "subscribe", {"image_url": url})
     assert "result" in out, out
     # the documented example prints result.requestId: the client reads it from the result's
@@ -113,24 +105,24 @@ def test_subscribe_as_documented(gw, test_ca, photo):
     image_of(gw, out["result"], size)
 
 
-def test_run(gw, test_ca, photo):
-    url, size = photo
+def test_run(gw, test_ca, sdk_photo):
+    url, size = sdk_photo
     out = run(gw, test_ca, "run", {"image_url": url})
     assert "result" in out, out
     image_of(gw, out["result"], size)
 
 
-def test_queue_submit_status_result(gw, test_ca, photo):
+def test_queue_submit_status_result(gw, test_ca, sdk_photo):
     """``fal.queue`` builds ``/fal-ai/bria/requests/<id>/status?logs=1`` and ``.../requests/<id>`` itself."""
-    url, size = photo
+    url, size = sdk_photo
     out = run(gw, test_ca, "queue", {"image_url": url})
     assert "result" in out, out
     assert out["status"]["status"] == "COMPLETED" and isinstance(out["status"]["logs"], list)
     image_of(gw, out["result"], size)
 
 
-def test_webhook(gw, test_ca, photo):
-    url, size = photo
+def test_webhook(gw, test_ca, sdk_photo):
+    url, size = sdk_photo
     with WebhookReceiver() as receiver:
         out = run(gw, test_ca, "webhook", {"image_url": url}, webhook=receiver.url)
         assert "requestId" in out, out
@@ -143,10 +135,10 @@ def test_webhook(gw, test_ca, photo):
     image_of(gw, body["payload"], size)
 
 
-def test_errors_are_the_clients_own(gw, test_ca, photo):
+def test_errors_are_the_clients_own(gw, test_ca, sdk_photo):
     """A bad option and an unreachable image are the client's ValidationError (422) whose body names
     the field in fal's ``detail``; a bad key is its ApiError with status 401."""
-    url, _ = photo
+    url, _ = sdk_photo
     bad_option = run(gw, test_ca, "run", {"image_url": url, "sync_mode": "sometimes"})["error"]
     assert bad_option["type"] == "ValidationError" and bad_option["status"] == 422, bad_option
     assert bad_option["body"]["detail"][0]["loc"][-1] == "sync_mode"

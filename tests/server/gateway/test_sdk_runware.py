@@ -9,11 +9,9 @@ the same name) and trusts the gateway's test certificate through ``SSL_CERT_FILE
 
 from __future__ import annotations
 
-import io
 import json
 
 import pytest
-from PIL import Image
 
 from rmbg_hosted.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from rmbg_server.launcher import free_port
@@ -71,12 +69,6 @@ def gw(gateway_factory, test_ca):
                            "--webhook-secret", WEBHOOK_SECRET, ca=test_ca.ca)
 
 
-@pytest.fixture(scope="module")
-def photo(http_server, small_jpeg) -> tuple[str, tuple[int, int]]:
-    http_server.handler.files["/sdk/runware.jpg"] = small_jpeg
-    return f"{http_server.base}/sdk/runware.jpg", Image.open(io.BytesIO(small_jpeg)).size
-
-
 def run(gw, test_ca, *calls: dict, key: str = API_KEY, timeout: float = 180) -> list[dict]:
     return RUNWARE_LEGACY.run(CLIENT, args={"key": key, "url": f"wss://127.0.0.1:{gw.port}/v1", "calls": list(calls)},
                               env={"SSL_CERT_FILE": str(test_ca.ca)}, timeout=timeout)
@@ -93,19 +85,19 @@ def cut_out(gw, outcome: dict, size: tuple[int, int]) -> dict:
     return image
 
 
-def test_url_input_with_top_level_options(gw, test_ca, photo):
+def test_url_input_with_top_level_options(gw, test_ca, sdk_photo):
     """A URL goes straight into ``inputImage``; the settings travel at the top level of the task
     (``rgba``, and the SDK's defaults ``returnOnlyMask``, ``alphaMatting``, ``postProcessMask``)."""
-    url, size = photo
+    url, size = sdk_photo
     [outcome] = run(gw, test_ca, {"image": url, "settings": {"rgba": [255, 255, 255, 0]}})
     image = cut_out(gw, outcome, size)
     assert image["inputImageUUID"]
 
 
-def test_local_file_is_uploaded_first(gw, test_ca, photo, small_jpeg, tmp_path):
+def test_local_file_is_uploaded_first(gw, test_ca, sdk_photo, small_jpeg, tmp_path):
     """A path on the client's disk: the SDK sends ``imageUpload`` (a data URI) and removes the background
     of the ``imageUUID`` it gets back; the upload's own URL serves the original."""
-    _, size = photo
+    _, size = sdk_photo
     local = tmp_path / "photo.jpg"
     local.write_bytes(small_jpeg)
     [outcome] = run(gw, test_ca, {"image": str(local)})
@@ -113,10 +105,10 @@ def test_local_file_is_uploaded_first(gw, test_ca, photo, small_jpeg, tmp_path):
     assert image["inputImageUUID"]
 
 
-def test_webhook(gw, test_ca, photo):
+def test_webhook(gw, test_ca, sdk_photo):
     """With a webhookURL the SDK returns the acknowledgement (taskType, taskUUID) and the result goes to
     the webhook, signed."""
-    url, size = photo
+    url, size = sdk_photo
     with WebhookReceiver() as receiver:
         [outcome] = run(gw, test_ca, {"image": url, "webhook": receiver.url})
         assert "ok" in outcome, outcome
@@ -133,10 +125,10 @@ def test_webhook(gw, test_ca, photo):
     check_cutout(response.content, size)
 
 
-def test_bad_option_and_unreachable_image(gw, test_ca, photo):
+def test_bad_option_and_unreachable_image(gw, test_ca, sdk_photo):
     """A bad top-level option and an unreachable image raise the SDK's RunwareAPIError with our code and
     the parameter as the legacy task names it."""
-    url, _ = photo
+    url, _ = sdk_photo
     closed = f"http://127.0.0.1:{free_port()}/gone.jpg"  # nothing listens there
     bad_option, unreachable = run(gw, test_ca, {"image": url, "settings": {"rgba": [1, 2, 3]}}, {"image": closed})
     assert bad_option["error"]["type"] == "RunwareAPIError", bad_option
@@ -146,13 +138,13 @@ def test_bad_option_and_unreachable_image(gw, test_ca, photo):
     assert unreachable["error"]["item"]["parameter"] == "inputImage"
 
 
-def test_bad_key(gw, test_ca, photo):
+def test_bad_key(gw, test_ca, sdk_photo):
     """A bad key fails the call with the SDK's ConnectionError carrying our message, within seconds.
 
     The SDK reconnects by itself whenever the server closes the socket, and that reconnect races its
     own ``connect()``, which then waits forever for an answer on a socket it replaced. So the gateway
     answers a bad key with the ``errors`` frame and leaves the closing to the client: the SDK retries
     a few times on fresh sockets, opens its circuit breaker and raises."""
-    url, _ = photo
+    url, _ = sdk_photo
     [bad_key] = run(gw, test_ca, {"image": url}, key="not-a-key", timeout=30)
     assert bad_key["error"]["type"] == "ConnectionError" and "API key" in bad_key["error"]["message"], bad_key

@@ -9,11 +9,9 @@ has ``status: "success"``. Node trusts the gateway's test certificate through ``
 
 from __future__ import annotations
 
-import io
 import uuid
 
 import pytest
-from PIL import Image
 
 from rmbg_server.launcher import free_port
 from tests.harness.sdks import RUNWARE_JS, check_cutout
@@ -48,12 +46,6 @@ def gw(gateway_factory, test_ca):
                            ca=test_ca.ca)
 
 
-@pytest.fixture(scope="module")
-def photo(http_server, small_jpeg) -> tuple[str, tuple[int, int]]:
-    http_server.handler.files["/sdk/runware-js.jpg"] = small_jpeg
-    return f"{http_server.base}/sdk/runware-js.jpg", Image.open(io.BytesIO(small_jpeg)).size
-
-
 def run(gw, test_ca, *calls: dict, key: str = API_KEY) -> list[dict]:
     return RUNWARE_JS.run(CLIENT, args={"key": key, "url": f"wss://127.0.0.1:{gw.port}/v1", "calls": list(calls)},
                           env={"NODE_EXTRA_CA_CERTS": str(test_ca.ca)}, timeout=120)
@@ -73,24 +65,24 @@ def cut_out(gw, outcome: dict, size: tuple[int, int], task: dict) -> None:
 
 
 @pytest.mark.parametrize("delivery", [None, "async"])
-def test_remove_background(gw, test_ca, photo, delivery):
-    url, size = photo
+def test_remove_background(gw, test_ca, sdk_photo, delivery):
+    url, size = sdk_photo
     task = call(url, **({"deliveryMethod": delivery} if delivery else {}))
     [outcome] = run(gw, test_ca, task)
     cut_out(gw, outcome, size, task)
 
 
-def test_options_at_the_top_level_as_the_readme_writes_them(gw, test_ca, photo):
-    url, size = photo
+def test_options_at_the_top_level_as_the_readme_writes_them(gw, test_ca, sdk_photo):
+    url, size = sdk_photo
     task = call(url, rgba=[255, 255, 255, 0], postProcessMask=False, returnOnlyMask=False)
     [outcome] = run(gw, test_ca, task)
     cut_out(gw, outcome, size, task)
 
 
-def test_errors_are_the_sdks_own(gw, test_ca, photo):
+def test_errors_are_the_sdks_own(gw, test_ca, sdk_photo):
     """A server error rejects with the SDK's `{ error: {code, message, parameter, taskUUID} }` object;
     a bad key with the authentication error (its `invalidApiKey` code stops the SDK reconnecting)."""
-    url, _ = photo
+    url, _ = sdk_photo
     closed = f"http://127.0.0.1:{free_port()}/gone.jpg"  # nothing listens there
     bad_option, unreachable = call(url, settings={"rgba": [1, 2, 3]}), call(closed)
     option_error, fetch_error = (o["error"]["error"] for o in run(gw, test_ca, bad_option, unreachable))

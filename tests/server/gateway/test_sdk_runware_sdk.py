@@ -10,13 +10,11 @@ SDK never fetches its schemas or model registry from the internet.
 
 from __future__ import annotations
 
-import io
 import json
 import uuid
 from typing import Any
 
 import pytest
-from PIL import Image
 
 from rmbg_hosted.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from rmbg_server.launcher import free_port
@@ -66,13 +64,6 @@ def gw(gateway_factory, test_ca):
                            "--webhook-secret", WEBHOOK_SECRET, ca=test_ca.ca)
 
 
-@pytest.fixture(scope="module")
-def photo(http_server, small_jpeg) -> tuple[str, tuple[int, int]]:
-    """A real photo on the local image server: (its URL, its size)."""
-    http_server.handler.files["/sdk/runware-sdk.jpg"] = small_jpeg
-    return f"{http_server.base}/sdk/runware-sdk.jpg", Image.open(io.BytesIO(small_jpeg)).size
-
-
 def run(gw, test_ca, transport: str, *tasks: dict[str, Any], key: str = API_KEY) -> list[dict[str, Any]]:
     base = gw.url.split("://", 1)[1]
     return RUNWARE_SDK.run(CLIENT, args={"key": key, "transport": transport, "http": f"https://{base}/v1",
@@ -94,8 +85,8 @@ def downloaded(gw, result: dict[str, Any], size: tuple[int, int]) -> None:
 
 @pytest.mark.parametrize("transport", ["rest", "websocket"])
 @pytest.mark.parametrize("delivery", ["sync", "async"])
-def test_remove_background(gw, test_ca, photo, transport, delivery):
-    url, size = photo
+def test_remove_background(gw, test_ca, sdk_photo, transport, delivery):
+    url, size = sdk_photo
     task = removal(url, deliveryMethod=delivery)
     [outcome] = run(gw, test_ca, transport, task)
     assert "ok" in outcome, outcome
@@ -106,10 +97,10 @@ def test_remove_background(gw, test_ca, photo, transport, delivery):
 
 
 @pytest.mark.parametrize("transport", ["rest", "websocket"])
-def test_webhook(gw, test_ca, photo, transport):
+def test_webhook(gw, test_ca, sdk_photo, transport):
     """An async task with a webhookURL: the SDK still polls for its result, and the gateway POSTs the
     same result, signed, to the webhook."""
-    url, size = photo
+    url, size = sdk_photo
     with WebhookReceiver() as receiver:
         task = removal(url, webhookURL=receiver.url)
         [outcome] = run(gw, test_ca, transport, task)
@@ -126,11 +117,11 @@ def test_webhook(gw, test_ca, photo, transport):
 
 
 @pytest.mark.parametrize("transport", ["rest", "websocket"])
-def test_errors_are_the_sdks_own(gw, test_ca, photo, transport):
+def test_errors_are_the_sdks_own(gw, test_ca, sdk_photo, transport):
     """A bad option, an image that cannot be fetched, and a bad key each raise the SDK's RunwareError
     carrying our parameter, with the category the SDK derives from our code (it keeps the category,
     not the code: ``invalidParameter`` is "validation", ``invalidApiKey`` "auth")."""
-    url, _ = photo
+    url, _ = sdk_photo
     closed = f"http://127.0.0.1:{free_port()}/gone.jpg"  # nothing listens there
     bad_option, unreachable = removal(url, settings={"rgba": [1, 2, 3]}), removal(closed)
     option_error, fetch_error = (o["error"] for o in run(gw, test_ca, transport, bad_option, unreachable))
@@ -144,10 +135,10 @@ def test_errors_are_the_sdks_own(gw, test_ca, photo, transport):
 
 
 @pytest.mark.parametrize("transport", ["rest", "websocket"])
-def test_plain_http_and_ws(gateway, photo, transport):
+def test_plain_http_and_ws(gateway, sdk_photo, transport):
     """Without TLS (``http://``, ``ws://``) too, against the keyless loopback gateway, whatever key the
     SDK insists on sending."""
-    url, size = photo
+    url, size = sdk_photo
     base = gateway.url.split("://", 1)[1]
     task = removal(url, deliveryMethod="sync")
     [outcome] = RUNWARE_SDK.run(CLIENT, args={"key": "any", "transport": transport, "http": f"http://{base}/v1",

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import base64
 import copy
-import io
 import json
 import re
 import time
 import uuid
 
 import pytest
-from PIL import Image
 
 from rmbg_hosted.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
-from tests.server.gateway.conftest import COST, WEBHOOK_SECRET, hosted_examples, relocate
+from tests.server.gateway.conftest import COST, WEBHOOK_SECRET, hosted_examples, opened, relocate
 
 pytestmark = pytest.mark.triton
 
@@ -24,12 +22,6 @@ def task(image: str, **fields) -> dict:
     """A small task on the fast model (the 256 px BiRefNet of the test repository)."""
     return {"taskType": "removeBackground", "taskUUID": str(uuid.uuid4()), "model": "bria:2@1",
             "inputs": {"image": image}, **fields}
-
-
-def opened(data: bytes) -> Image.Image:
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    return image
 
 
 @pytest.fixture
